@@ -1,0 +1,126 @@
+"""Credits: the account aggregate. Every entry carries `balance_after`, so the last entry
+on `ledger.<user_id>.>` is the account's balance and its version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from . import subjects
+from .envelope import Event, utcnow
+
+
+class EntryKind(StrEnum):
+    granted = "granted"
+    purchased = "purchased"
+    debited = "debited"
+    refunded = "refunded"
+    adjusted = "adjusted"
+    reversed = "reversed"  # a payment refunded or disputed at the payment provider
+
+
+# Sign each kind applies to the balance (adjusted carries its own sign in `amount`).
+SIGN = {EntryKind.granted: 1, EntryKind.purchased: 1, EntryKind.debited: -1,
+        EntryKind.refunded: 1, EntryKind.adjusted: 1, EntryKind.reversed: -1}
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    balance: int = 0
+    entries: int = 0
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, balance: int, cost: int):
+        self.balance, self.cost = balance, cost
+        super().__init__(f"insufficient credits: balance {balance}, cost {cost}")
+
+
+class InvalidAmount(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A decided ledger entry: the subject it goes to and the event."""
+
+    subject: str
+    event: Event
+    msg_id: str
+
+
+def _entry(account: Account, kind: EntryKind, amount: int, key: tuple[str, ...],
+           data: dict[str, Any], now: datetime | None) -> Entry:
+    balance_after = account.balance + SIGN[kind] * amount
+    event = Event(type=f"ledger.{kind}", aggregate_id=account.user_id, occurred_at=now or utcnow(),
+                  data={"user_id": account.user_id, "kind": str(kind), "amount": amount,
+                        "balance_after": balance_after, **data})
+    return Entry(subjects.ledger(account.user_id, kind, *key), event, f"{kind}:{account.user_id}:{':'.join(key)}")
+
+
+def _positive(amount: int) -> None:
+    if not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(f"amount must be a positive whole number of credits, got {amount!r}")
+
+
+# --- decide -------------------------------------------------------------------------
+
+def decide_grant(account: Account, amount: int, reason: str, grant_id: str, now: datetime | None = None) -> Entry:
+    _positive(amount)
+    return _entry(account, EntryKind.granted, amount, (grant_id,), {"reason": reason}, now)
+
+
+def decide_debit(account: Account, job_id: str, attempt: int, amount: int, job: dict[str, Any],
+                 now: datetime | None = None) -> Entry:
+    """Charge a job attempt. The entry carries the job request: it is the authoritative
+    'charge and create'. A balance that would go below zero refuses the debit."""
+    _positive(amount)
+    if account.balance < amount:
+        raise InsufficientCredits(account.balance, amount)
+    return _entry(account, EntryKind.debited, amount, (job_id, str(attempt)),
+                  {"job_id": job_id, "attempt": attempt, "job": job}, now)
+
+
+def decide_refund(account: Account, job_id: str, attempt: int, amount: int, reason: str,
+                  now: datetime | None = None) -> Entry:
+    _positive(amount)
+    return _entry(account, EntryKind.refunded, amount, (job_id, str(attempt)),
+                  {"job_id": job_id, "attempt": attempt, "reason": reason}, now)
+
+
+def decide_purchase(account: Account, payment_id: str, amount: int, pack: str,
+                    now: datetime | None = None) -> Entry:
+    _positive(amount)
+    return _entry(account, EntryKind.purchased, amount, (payment_id,),
+                  {"payment_id": payment_id, "pack": pack}, now)
+
+
+def decide_reversal(account: Account, payment_id: str, amount: int, reason: str,
+                    now: datetime | None = None) -> Entry:
+    """Take back purchased credits; recorded even if it leaves the balance negative."""
+    _positive(amount)
+    return _entry(account, EntryKind.reversed, amount, (payment_id,),
+                  {"payment_id": payment_id, "reason": reason}, now)
+
+
+def decide_adjustment(account: Account, adjustment_id: str, amount: int, reason: str,
+                      now: datetime | None = None) -> Entry:
+    """An operator's correction, positive or negative; never takes the balance below zero."""
+    if not isinstance(amount, int) or amount == 0:
+        raise InvalidAmount(f"amount must be a non-zero whole number of credits, got {amount!r}")
+    if account.balance + amount < 0:
+        raise InsufficientCredits(account.balance, -amount)
+    return _entry(account, EntryKind.adjusted, amount, (adjustment_id,), {"reason": reason}, now)
+
+
+# --- evolve -------------------------------------------------------------------------
+
+def evolve(account: Account, event: Event) -> Account:
+    return Account(account.user_id, int(event.data["balance_after"]), account.entries + 1)
+
+
+def signed_amount(event: Event) -> int:
+    return SIGN[EntryKind(event.data["kind"])] * int(event.data["amount"])

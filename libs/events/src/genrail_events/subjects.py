@@ -1,0 +1,69 @@
+"""Subject builders. Event type first, aggregate id last; the ledger puts the user first.
+
+Ledger subjects end in the entry's uniqueness key (the job and attempt a debit or refund
+belongs to, the payment a purchase comes from), so "was this attempt already refunded?"
+is one exact get-last-by-subject, valid forever, not only within the duplicate window.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def token(value: object) -> str:
+    """A subject token; refuses anything that would change the subject's shape."""
+    text = str(value)
+    if not _TOKEN.match(text):
+        raise ValueError(f"not a valid subject token: {text!r}")
+    return text
+
+
+# JOBS
+def job(kind: str, job_id: object) -> str:
+    return f"job.{kind}.{token(job_id)}"
+
+
+def job_events(job_id: object) -> str:
+    return f"job.*.{token(job_id)}"
+
+
+JOB_CREATED_ALL = "job.created.>"
+JOB_TRANSITIONED_ALL = "job.transitioned.>"
+JOB_RETRIED_ALL = "job.retried.>"
+
+
+# LEDGER
+def ledger(user_id: object, kind: str, *key: object) -> str:
+    return ".".join(["ledger", token(user_id), kind, *(token(k) for k in key)])
+
+
+def ledger_account(user_id: object) -> str:
+    return f"ledger.{token(user_id)}.>"
+
+
+LEDGER_DEBITED_ALL = "ledger.*.debited.>"
+
+
+# USERS
+def user(kind: str, user_id: object) -> str:
+    return f"user.{kind}.{token(user_id)}"
+
+
+USER_REGISTERED_ALL = "user.registered.>"
+
+
+# PAYMENTS
+def payment(kind: str, payment_event_id: object) -> str:
+    return f"payment.{kind}.{token(payment_event_id)}"
+
+
+# BATCHES
+def batch(kind: str, batch_id: object) -> str:
+    return f"batch.{kind}.{token(batch_id)}"
+
+
+# DLQ
+def dlq(stream: str, consumer: str) -> str:
+    return f"dlq.{token(stream)}.{token(consumer)}"

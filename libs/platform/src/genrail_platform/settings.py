@@ -1,0 +1,16 @@
+"""Settings every service shares. Each service has its own class that extends this one."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream")
+    database_url: str = Field("postgresql+asyncpg://genrail@127.0.0.1:5432/genrail",
+                              description="PostgreSQL holding the projections")
+    log_level: str = Field("INFO", description="Log level of the service")
+    stream_replicas: int = Field(1, description="Replicas of each stream (3 in a cluster)")
