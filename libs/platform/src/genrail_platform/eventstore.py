@@ -62,13 +62,13 @@ async def connect(url: str, name: str) -> NATS:
                               connect_timeout=5)
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
+async def ensure_streams(js: JetStreamContext, *, replicas: int = 1, duplicate_window_s: float | None = None) -> None:
     """Create or update every stream of the log (idempotent; run at every start)."""
     for spec in streams.ALL:
         config = StreamConfig(
             name=spec.name, subjects=list(spec.subjects), storage=StorageType.FILE,
             retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
-            duplicate_window=spec.duplicate_window_s, deny_delete=True, deny_purge=True,
+            duplicate_window=duplicate_window_s or spec.duplicate_window_s, deny_delete=True, deny_purge=True,
             allow_direct=True, num_replicas=replicas,
         )
         try:
@@ -119,15 +119,19 @@ class EventStore:
 
     async def read(self, subject_filter: str, *, from_seq: int = 1) -> list[Stored]:
         """Every event on a (narrow) subject filter, in order: for one aggregate's history."""
+        return [Stored(seq, subject, Event.from_bytes(data))
+                for seq, subject, data in await self.read_raw(subject_filter, from_seq=from_seq)]
+
+    async def read_raw(self, subject_filter: str, *, from_seq: int = 1) -> list[tuple[int, str, bytes]]:
         stream = stream_for(subject_filter)
-        out: list[Stored] = []
+        out: list[tuple[int, str, bytes]] = []
         seq = from_seq
         while True:
             try:
                 raw = await self.js.get_msg(stream, seq=seq, subject=subject_filter, next=True)
             except NotFoundError:
                 return out
-            out.append(Stored(raw.seq, raw.subject, Event.from_bytes(raw.data)))
+            out.append((raw.seq, raw.subject, raw.data or b""))
             seq = raw.seq + 1
 
     async def get(self, stream: str, seq: int) -> tuple[str, bytes, dict[str, str]] | None:

@@ -14,3 +14,4 @@ class CommonSettings(BaseSettings):
                               description="PostgreSQL holding the projections")
     log_level: str = Field("INFO", description="Log level of the service")
     stream_replicas: int = Field(1, description="Replicas of each stream (3 in a cluster)")
+    stream_duplicate_window_s: float = Field(120.0, description="How long JetStream remembers message ids")

@@ -1,0 +1,79 @@
+"""The `genrail` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .stack import Ports, Stack
+
+app = typer.Typer(help="genrail: paid AI generation jobs on an event log.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+COLORS = {"ledger": "magenta", "projector": "blue", "pipeline": "green", "localprovider": "yellow",
+          "webhooks": "cyan", "api": "bright_white", "genrail": "bold red"}
+
+
+def echo(name: str, line: str) -> None:
+    console.print(f"[{COLORS.get(name, 'white')}]{name:>13}[/] | {line}", markup=True, highlight=False,
+                  soft_wrap=True)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(envvar="GENRAIL_DATA_DIR", help="Where every byte of state lives")] = Path(".genrail"),
+    api_port: Annotated[int, typer.Option(envvar="API_PORT")] = 8000,
+    webhooks_port: Annotated[int, typer.Option(envvar="WEBHOOKS_PORT")] = 8001,
+    localprovider_port: Annotated[int, typer.Option(envvar="LOCALPROVIDER_PORT")] = 8002,
+    nats_port: Annotated[int, typer.Option(help="Port of the embedded nats-server")] = 4222,
+    postgres_port: Annotated[int, typer.Option(help="Port of the embedded PostgreSQL")] = 5432,
+    demo: Annotated[bool, typer.Option(help="Register a demo user and run a job once the stack is up")] = False,
+) -> None:
+    """Start the whole system: embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL
+    name external ones), then every service as its own process. Ctrl-C stops it all."""
+    from genrail_platform.embedded import PortInUse
+
+    stack = Stack(data_dir=data_dir.resolve(), echo=echo,
+                  ports=Ports(api=api_port, webhooks=webhooks_port, localprovider=localprovider_port,
+                              nats=nats_port, postgres=postgres_port),
+                  nats_url=os.environ.get("NATS_URL") or None, database_url=os.environ.get("DATABASE_URL") or None)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stack.start()
+    except PortInUse as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        stack.stop()
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - say what failed, then clean up
+        console.print(f"[bold red]error:[/] {exc}")
+        stack.stop()
+        raise typer.Exit(1) from None
+    console.rule("[bold green]genrail is up")
+    console.print(f"API        {stack.api_url}\nAPI docs   {stack.api_url}/docs\n"
+                  f"Webhooks   {stack.webhooks_url}\nProvider   {stack.localprovider_url} (local)\n"
+                  f"Data       {data_dir.resolve()}\nStop       Ctrl-C")
+    try:
+        if demo:
+            from .demo import run_demo
+
+            run_demo(stack.api_url, console)
+        while not stopped.is_set():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("[bold]stopping…[/]")
+        stack.stop()
+        console.print("[bold]stopped[/]")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,168 @@
+"""The local stack: embedded infrastructure plus every service as its own process.
+
+Used by `genrail up` and by the end-to-end tests, so the tests run the system exactly as
+a user does. Each service's output goes to `<data>/logs/<name>.log` and, when asked, to
+an echo callback (the CLI prefixes it with the service's name).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from genrail_platform.embedded import EmbeddedNats, EmbeddedPostgres, require_free
+
+SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
+    "ledger": "genrail_ledger",
+    "projector": "genrail_api.projector",
+    "pipeline": "genrail_pipeline",
+    "localprovider": "genrail_localprovider",
+    "webhooks": "genrail_webhooks",
+    "api": "genrail_api",
+}
+
+
+@dataclass
+class Ports:
+    api: int = 8000
+    webhooks: int = 8001
+    localprovider: int = 8002
+    nats: int = 4222
+    postgres: int = 5432
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    nats_url: str | None = None
+    database_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    echo: Callable[[str, str], None] | None = None
+    restart: bool = True
+    host: str = "127.0.0.1"
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    _nats: EmbeddedNats | None = field(default=None, init=False)
+    _pg: EmbeddedPostgres | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.ports.api}"
+
+    @property
+    def webhooks_url(self) -> str:
+        return f"http://{self.host}:{self.ports.webhooks}"
+
+    @property
+    def localprovider_url(self) -> str:
+        return f"http://{self.host}:{self.ports.localprovider}"
+
+    def base_env(self) -> dict[str, str]:
+        media = (self.data_dir / "media").resolve()
+        return {
+            "NATS_URL": self.nats_url or "", "DATABASE_URL": self.database_url or "",
+            "API_HOST": self.host, "API_PORT": str(self.ports.api), "PUBLIC_URL": self.api_url,
+            "WEBHOOKS_HOST": self.host, "WEBHOOKS_PORT": str(self.ports.webhooks),
+            "WEBHOOKS_PUBLIC_URL": self.webhooks_url,
+            "LOCALPROVIDER_HOST": self.host, "LOCALPROVIDER_PORT": str(self.ports.localprovider),
+            "LOCALPROVIDER_PUBLIC_URL": self.localprovider_url,
+            "STORAGE_URL": f"file://{media}",
+        }
+
+    def start(self, timeout_s: float = 60) -> Stack:
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for name, port in (("API", self.ports.api), ("webhooks", self.ports.webhooks),
+                           ("local provider", self.ports.localprovider)):
+            require_free(self.host, port, f"the {name}")
+        if not self.nats_url:
+            self._nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host).start()
+            self.nats_url = self._nats.url
+        if not self.database_url:
+            self._pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres, host=self.host).start()
+            self.database_url = self._pg.url
+        for name in SERVICES:
+            self.start_service(name)
+        self.wait_healthy(timeout_s)
+        threading.Thread(target=self._supervise, daemon=True).start()
+        return self
+
+    def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        full_env = {**os.environ, **self.base_env(), **self.env, **(env or {})}
+        log_file = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=full_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        threading.Thread(target=self._pump, args=(name, proc, log_file), daemon=True).start()
+        with self._lock:
+            self.procs[name] = proc
+        return proc
+
+    def _pump(self, name: str, proc: subprocess.Popen, log_file) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            log_file.write(raw)
+            log_file.flush()
+            if self.echo:
+                self.echo(name, raw.decode(errors="replace").rstrip("\n"))
+        log_file.close()
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for url in (f"{self.api_url}/healthz", f"{self.webhooks_url}/healthz", f"{self.localprovider_url}/healthz"):
+            while True:
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(f"the stack did not become healthy ({url}); exited: {dead}; "
+                                       f"see {self.data_dir / 'logs'}")
+                time.sleep(0.1)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        with self._lock:
+            proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(30)
+
+    def _supervise(self) -> None:
+        """Restart a service that died on its own (not one `kill` took away)."""
+        while not self._stopping:
+            time.sleep(0.5)
+            with self._lock:
+                dead = [n for n, p in self.procs.items() if p.poll() is not None]
+            for name in dead:
+                if self._stopping or not self.restart:
+                    break
+                if self.echo:
+                    self.echo("genrail", f"{name} exited with {self.procs[name].returncode}; restarting it")
+                self.start_service(name)
+
+    def stop(self) -> None:
+        self._stopping = True
+        with self._lock:
+            procs = list(self.procs.items())
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _name, proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self._pg:
+            self._pg.stop()
+        if self._nats:
+            self._nats.stop()

@@ -1,0 +1,68 @@
+"""Given an account, when a ledger command is decided, then the entry and balance_after."""
+
+from __future__ import annotations
+
+import pytest
+
+from genrail_events import ledger
+from genrail_events.ledger import Account, InsufficientCredits, InvalidAmount
+
+
+def test_debit_takes_the_cost_and_carries_the_job_request() -> None:
+    entry = ledger.decide_debit(Account("u1", 10), "j1", 1, 3, {"type": "copy"})
+    assert entry.subject == "ledger.u1.debited.j1.1"
+    assert entry.event.data["balance_after"] == 7
+    assert entry.event.data["job"] == {"type": "copy"}
+    assert ledger.signed_amount(entry.event) == -3
+
+
+def test_debit_of_more_than_the_balance_is_refused_with_both_numbers() -> None:
+    with pytest.raises(InsufficientCredits) as refused:
+        ledger.decide_debit(Account("u1", 2), "j1", 1, 3, {})
+    assert (refused.value.balance, refused.value.cost) == (2, 3)
+
+
+def test_debit_of_exactly_the_balance_leaves_zero() -> None:
+    assert ledger.decide_debit(Account("u1", 3), "j1", 1, 3, {}).event.data["balance_after"] == 0
+
+
+def test_refund_is_keyed_by_job_and_attempt() -> None:
+    entry = ledger.decide_refund(Account("u1", 0), "j1", 2, 3, "job failed")
+    assert entry.subject == "ledger.u1.refunded.j1.2"
+    assert entry.event.data["balance_after"] == 3
+
+
+def test_grant_and_purchase_add_credits() -> None:
+    assert ledger.decide_grant(Account("u1", 0), 10, "signup", "signup").event.data["balance_after"] == 10
+    purchase = ledger.decide_purchase(Account("u1", 5), "pi_123", 100, "starter")
+    assert (purchase.subject, purchase.event.data["balance_after"]) == ("ledger.u1.purchased.pi_123", 105)
+
+
+def test_reversal_is_recorded_even_below_zero() -> None:
+    assert ledger.decide_reversal(Account("u1", 20), "pi_1", 100, "refunded").event.data["balance_after"] == -80
+
+
+def test_adjustment_may_be_negative_but_never_below_zero() -> None:
+    assert ledger.decide_adjustment(Account("u1", 5), "a1", -5, "correction").event.data["balance_after"] == 0
+    with pytest.raises(InsufficientCredits):
+        ledger.decide_adjustment(Account("u1", 5), "a1", -6, "correction")
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, "3"])
+def test_amounts_must_be_positive_whole_credits(amount: object) -> None:
+    with pytest.raises(InvalidAmount):
+        ledger.decide_grant(Account("u1", 0), amount, "x", "g")  # type: ignore[arg-type]
+
+
+def test_evolve_takes_the_balance_the_entry_carries() -> None:
+    account = Account("u1", 10)
+    entry = ledger.decide_debit(account, "j1", 1, 4, {})
+    assert ledger.evolve(account, entry.event) == Account("u1", 6, 1)
+
+
+def test_subject_tokens_refuse_anything_that_changes_the_subject() -> None:
+    from genrail_events import subjects
+
+    for bad in ("a.b", "*", ">", "a b", ""):
+        with pytest.raises(ValueError):
+            subjects.ledger_account(bad)

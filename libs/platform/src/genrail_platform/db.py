@@ -1,0 +1,44 @@
+"""PostgreSQL: the engine and the checkpoint table every projection writes beside its rows."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+CHECKPOINTS_DDL = """
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL,
+    version    integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def run_ddl(conn: AsyncConnection, statements: list[str] | str) -> None:
+    for statement in [statements] if isinstance(statements, str) else statements:
+        await conn.execute(sa.text(statement))
+
+
+async def create_schema(engine: AsyncEngine, statements: list[str], lock_key: str) -> None:
+    """DDL under an advisory lock, so replicas starting together do not race on CREATE."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
+        await run_ddl(conn, [CHECKPOINTS_DDL, *statements])
+
+
+async def load_checkpoint(conn: AsyncConnection, name: str) -> tuple[int, int | None]:
+    row = (await conn.execute(sa.text("SELECT position, version FROM projection_checkpoints WHERE name = :n"),
+                              {"n": name})).first()
+    return (row[0], row[1]) if row else (0, None)
+
+
+async def save_checkpoint(conn: AsyncConnection, name: str, position: int, version: int) -> None:
+    await conn.execute(sa.text(
+        "INSERT INTO projection_checkpoints (name, position, version) VALUES (:n, :p, :v) "
+        "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, version = EXCLUDED.version, "
+        "updated_at = now()"), {"n": name, "p": position, "v": version})

@@ -1,0 +1,50 @@
+"""Loading a job from the log and appending its transitions with optimistic concurrency."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from genrail_events import jobs, subjects
+from genrail_events.envelope import Event
+
+from .eventstore import Appended, EventStore, retry_on_conflict
+
+log = logging.getLogger("genrail.jobs")
+
+
+async def load_job(store: EventStore, job_id: str) -> tuple[jobs.Job | None, int]:
+    history = await store.read(subjects.job_events(job_id))
+    if not history:
+        return None, 0
+    return jobs.fold([s.event for s in history]), history[-1].seq
+
+
+async def append_job_event(store: EventStore, job: jobs.Job, seq: int, event: Event) -> Appended:
+    return await store.append(jobs.subject_for(event), event, expect_last_seq=seq,
+                              expect_filter=subjects.job_events(job.id),
+                              msg_id=f"{event.type}:{job.id}:{job.attempt}:{event.data.get('to')}")
+
+
+async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job], Event], *,
+                     known: tuple[jobs.Job, int] | None = None) -> tuple[jobs.Job, Event, int]:
+    """Decide the transition on the job (as `known`, or loaded), append it; on conflict load
+    again and re-decide. InvalidTransition propagates (after logging `job.transition_denied`).
+    Returns the new state, the event and its sequence."""
+    first_try = {"known": known}
+
+    async def attempt() -> tuple[jobs.Job, Event, int]:
+        given, first_try["known"] = first_try["known"], None  # only the first try trusts `known`
+        job, seq = given if given is not None else await load_job(store, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        try:
+            event = decide(job)
+        except jobs.InvalidTransition as exc:
+            log.warning("job.transition_denied", extra={"job_id": job_id, "from": str(exc.from_status),
+                                                         "to": str(exc.to_status), "user_id": job.user_id})
+            raise
+        appended = await append_job_event(store, job, seq, event)
+        return jobs.evolve(job, event), event, appended.seq
+
+    return await retry_on_conflict(attempt)

@@ -1,0 +1,3 @@
+from genrail_api.main import run
+
+run()

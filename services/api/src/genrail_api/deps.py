@@ -1,0 +1,59 @@
+"""FastAPI dependencies: the log, the database, the current user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from genrail_events.users import hash_api_key
+from genrail_platform.eventstore import EventStore
+
+from . import read_models
+from .errors import Unauthorized
+from .settings import ApiSettings
+
+bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /api/users")
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_log(request: Request) -> EventStore:
+    return request.app.state.log
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    return request.app.state.engine
+
+
+async def get_db(request: Request):
+    async with request.app.state.engine.connect() as conn:
+        yield conn
+
+
+async def current_user(request: Request,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <api_key>'")
+    key_hash = hash_api_key(credentials.credentials)
+    cache: dict[str, str] = request.app.state.key_cache
+    if (user_id := cache.get(key_hash)) is None:
+        async with request.app.state.engine.connect() as conn:
+            user_id = await read_models.user_for_key_hash(conn, key_hash)
+        if user_id is None:
+            raise Unauthorized("unknown API key")
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key_hash] = user_id
+    return user_id
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+LogDep = Annotated[EventStore, Depends(get_log)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+DbDep = Annotated[AsyncConnection, Depends(get_db)]
+CurrentUser = Annotated[str, Depends(current_user)]

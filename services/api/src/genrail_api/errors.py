@@ -1,0 +1,71 @@
+"""Every error is `{detail}` with a readable message (402 adds balance and cost)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genrail_events.jobs import InvalidTransition
+from genrail_events.ledger import InsufficientCredits
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    msg = error.get("msg", "is invalid")
+    if error.get("type") == "missing":
+        return f"{where}: field required"
+    if error.get("type") == "extra_forbidden":
+        return f"{where}: unknown field"
+    if error.get("type") == "json_invalid":
+        return f"body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+    return f"{where}: {msg}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(InsufficientCredits)
+    async def insufficient(_: Request, exc: InsufficientCredits) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "balance": exc.balance, "cost": exc.cost}, status_code=402)
+
+    @app.exception_handler(InvalidTransition)
+    async def invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return JSONResponse({"detail": f"job is {exc.from_status}: it cannot become {exc.to_status}"},
+                            status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": "; ".join(_describe(e) for e in exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)

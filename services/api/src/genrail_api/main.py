@@ -1,0 +1,84 @@
+"""The API's composition root: connections are made here, at start-up, and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI
+
+from genrail_platform import logs
+from genrail_platform.db import make_engine
+from genrail_platform.eventstore import EventStore, connect, ensure_streams
+
+from . import errors
+from .body_limit import BodySizeLimit
+from .routes import credits, generate, jobs, users
+from .settings import ApiSettings
+
+log = logging.getLogger("genrail.api")
+READ_TABLES = ("jobs", "users", "api_keys", "ledger_entries", "projection_checkpoints")
+
+DESCRIPTION = """
+Pay credits for AI generation jobs and follow them to their results.
+
+Register with `POST /api/users` to get an API key (shown once) and free credits, then send
+`Authorization: Bearer <api_key>` with every other request. Creating a job charges its cost
+at once; a job that fails, expires or is canceled is refunded automatically. Send an
+`idempotency_key` to make a request safe to repeat: the same key always names the same job.
+
+Errors are `{"detail": "..."}`; a 402 also carries `balance` and `cost`.
+"""
+
+
+async def wait_for_tables(engine, timeout_s: float = 60) -> None:
+    """The projector and the ledger create the tables the API reads; wait for them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        async with engine.connect() as conn:
+            found = (await conn.execute(sa.text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ANY(:t)"),
+                {"t": list(READ_TABLES)})).scalar()
+        if found == len(READ_TABLES) or loop.time() > deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nc = await connect(settings.nats_url, "genrail-api")
+        store = EventStore(nc)
+        await ensure_streams(store.js, replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        engine = make_engine(settings.database_url, pool_size=20)
+        await wait_for_tables(engine)
+        app.state.settings, app.state.log, app.state.engine, app.state.key_cache = settings, store, engine, {}
+        yield
+        await nc.drain()
+        await engine.dispose()
+
+    app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    for router in (users.router, generate.router, jobs.router, credits.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"], summary="The API is up and connected")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def run() -> None:
+    settings = ApiSettings()
+    logs.configure("api", settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+                access_log=False, lifespan="on")

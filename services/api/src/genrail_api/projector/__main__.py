@@ -1,0 +1,3 @@
+from genrail_api.projector.main import run
+
+run()

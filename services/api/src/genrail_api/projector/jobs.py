@@ -1,0 +1,78 @@
+"""The `jobs` read model: the job aggregate's `evolve` folded over JOBS, one row per job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genrail_events import jobs
+from genrail_platform.eventstore import Stored
+from genrail_platform.projection import Projection
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS {jobs} (
+        id            uuid PRIMARY KEY,
+        user_id       uuid NOT NULL,
+        type          text NOT NULL,
+        status        text NOT NULL,
+        cost          integer NOT NULL,
+        input         jsonb NOT NULL,
+        output        jsonb,
+        error         text,
+        attempt       integer NOT NULL,
+        prediction_id text,
+        batch_id      uuid,
+        created_at    timestamptz NOT NULL,
+        updated_at    timestamptz NOT NULL,
+        position      bigint NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS {jobs}_by_user ON {jobs} (user_id, created_at DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS {jobs}_by_status ON {jobs} (status, created_at DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS {jobs}_by_batch ON {jobs} (batch_id) WHERE batch_id IS NOT NULL",
+)
+COLUMNS = ("id", "user_id", "type", "status", "cost", "input", "output", "error", "attempt",
+           "prediction_id", "batch_id", "created_at", "updated_at", "position")
+
+
+def _from_row(row: sa.Row) -> jobs.Job:
+    return jobs.Job(id=str(row.id), user_id=str(row.user_id), type=jobs.JobType(row.type),
+                    status=jobs.JobStatus(row.status), cost=row.cost, input=row.input,
+                    created_at=row.created_at, updated_at=row.updated_at, attempt=row.attempt,
+                    output=row.output, error=row.error, prediction_id=row.prediction_id,
+                    batch_id=str(row.batch_id) if row.batch_id else None)
+
+
+def make(table: str = "jobs") -> Projection:
+    async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
+        ids = list(dict.fromkeys(s.event.aggregate_id for s in batch))
+        rows = await conn.execute(sa.text(f"SELECT * FROM {table} WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                                  {"ids": ids})
+        state: dict[str, jobs.Job | None] = {str(r.id): _from_row(r) for r in rows}
+        position: dict[str, int] = {}
+        for stored in batch:
+            job_id = stored.event.aggregate_id
+            state[job_id] = jobs.evolve(state.get(job_id), stored.event)
+            position[job_id] = stored.seq
+        params = [_params(job, position[job_id]) for job_id, job in state.items() if job_id in position and job]
+        if params:
+            await conn.execute(sa.text(
+                f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES "
+                f"(:id, :user_id, :type, :status, :cost, CAST(:input AS jsonb), CAST(:output AS jsonb), :error, "
+                f":attempt, :prediction_id, :batch_id, :created_at, :updated_at, :position) "
+                f"ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, output = EXCLUDED.output, "
+                f"error = EXCLUDED.error, attempt = EXCLUDED.attempt, prediction_id = EXCLUDED.prediction_id, "
+                f"updated_at = EXCLUDED.updated_at, position = EXCLUDED.position"), params)
+
+    return Projection(name="jobs", stream="JOBS", subjects=("job.>",), version=1, tables=(table,),
+                      apply=apply, ddl=tuple(s.format(jobs=table) for s in DDL))
+
+
+def _params(job: jobs.Job, position: int) -> dict:
+    return {"id": job.id, "user_id": job.user_id, "type": str(job.type), "status": str(job.status),
+            "cost": job.cost, "input": json.dumps(job.input),
+            "output": json.dumps(job.output) if job.output is not None else None, "error": job.error,
+            "attempt": job.attempt, "prediction_id": job.prediction_id, "batch_id": job.batch_id,
+            "created_at": job.created_at, "updated_at": job.updated_at, "position": position}

@@ -1,0 +1,39 @@
+"""The projector: follows JOBS and USERS into the tables the API serves."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from genrail_platform import logs, projection
+from genrail_platform.db import create_schema, make_engine
+from genrail_platform.eventstore import connect, ensure_streams
+from genrail_platform.settings import CommonSettings
+
+from . import jobs, users
+
+
+def projections() -> list[projection.Projection]:
+    return [jobs.make(), users.make()]
+
+
+async def main(settings: CommonSettings) -> None:
+    nc = await connect(settings.nats_url, "genrail-projector")
+    await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+    engine = make_engine(settings.database_url, pool_size=4)
+    all_projections = projections()
+    await create_schema(engine, [s for p in all_projections for s in p.ddl], "schema:projector")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await asyncio.gather(*(projection.run(nc, engine, p, stop=stop) for p in all_projections))
+    await nc.drain()
+    await engine.dispose()
+
+
+def run() -> None:
+    settings = CommonSettings()
+    logs.configure("projector", settings.log_level)
+    asyncio.run(main(settings))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from genrail_events.jobs import JobType
+
+from .. import handlers
+from ..deps import CurrentUser, LogDep, SettingsDep
+from ..read_models import job_to_dict
+from ..schemas import ERRORS, PAYMENT_REQUIRED, CopyRequest, JobPublic, ScrapeRequest
+
+router = APIRouter(prefix="/api/generate", tags=["generate"])
+RESPONSES = {**PAYMENT_REQUIRED, 401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422]}
+
+
+async def _create(log, settings, user_id: str, job_type: JobType, body, response: Response) -> JobPublic:
+    job, created = await handlers.create_job(log, user_id, job_type, body.job_input(), settings.cost(job_type),
+                                             body.idempotency_key)
+    if not created:
+        response.headers["Idempotent-Replay"] = "true"
+    return JobPublic(**job_to_dict(job))
+
+
+@router.post("/copy", status_code=202, response_model=JobPublic, responses=RESPONSES,
+             summary="Write ad copy for a product")
+async def generate_copy(body: CopyRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
+                        response: Response) -> JobPublic:
+    return await _create(log, settings, user_id, JobType.copy, body, response)
+
+
+@router.post("/scrape", status_code=202, response_model=JobPublic, responses=RESPONSES,
+             summary="Scrape a product page: title, description, price, images, Open Graph")
+async def generate_scrape(body: ScrapeRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
+                          response: Response) -> JobPublic:
+    return await _create(log, settings, user_id, JobType.scrape, body, response)

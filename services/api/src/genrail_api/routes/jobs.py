@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from genrail_events.jobs import JobStatus, JobType
+from genrail_platform.jobstore import load_job
+
+from .. import handlers, read_models
+from ..deps import CurrentUser, DbDep, LogDep
+from ..errors import ApiError, NotFound
+from ..schemas import ERRORS, JobPage, JobPublic
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+JobId = Annotated[uuid.UUID, Path(description="The job's id")]
+
+
+async def find_job(db, log, job_id: str) -> dict | None:
+    """The projection, or the log when the projection has not caught up (read-your-writes)."""
+    if (row := await read_models.get_job(db, job_id)) is not None:
+        return row
+    job, _ = await load_job(log, job_id)
+    return read_models.job_to_dict(job) if job else None
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses={401: ERRORS[401], 404: ERRORS[404]},
+            summary="One of your jobs")
+async def get_job(job_id: JobId, user_id: CurrentUser, db: DbDep, log: LogDep) -> JobPublic:
+    job = await find_job(db, log, str(job_id))
+    if job is None or job["user_id"] != user_id:
+        raise NotFound(f"job {job_id} not found")
+    return JobPublic(**job)
+
+
+@router.get("", response_model=JobPage, responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422]},
+            summary="Your jobs, newest first")
+async def list_jobs(user_id: CurrentUser, db: DbDep,
+                    status: Annotated[JobStatus | None, Query()] = None,
+                    type: Annotated[JobType | None, Query()] = None,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobPage:
+    try:
+        items, next_cursor = await read_models.list_jobs(db, user_id=user_id, status=status, job_type=type,
+                                                         cursor=cursor, limit=limit)
+    except read_models.BadCursor as exc:
+        raise ApiError(str(exc)) from None
+    return JobPage(items=[JobPublic(**i) for i in items], next_cursor=next_cursor)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic,
+             responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
+             summary="Cancel a job that has not finished; its credits are refunded")
+async def cancel_job(job_id: JobId, user_id: CurrentUser, log: LogDep) -> JobPublic:
+    job, _ = await load_job(log, str(job_id))
+    if job is None or job.user_id != user_id:
+        raise NotFound(f"job {job_id} not found")
+    canceled = await handlers.cancel_job(log, job)
+    return JobPublic(**read_models.job_to_dict(canceled))

@@ -1,0 +1,117 @@
+"""Request and response bodies. Requests are strict, so bad input gets a clear 4xx."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from genrail_events.jobs import JobStatus, JobType
+
+IdempotencyKey = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+                       description="Any printable string you choose; the same key names the same job forever",
+                       examples=["order-1234-copy"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UserCreate(Strict):
+    email: EmailStr = Field(examples=["ada@example.com"])
+
+
+class UserCreated(BaseModel):
+    user_id: str
+    email: str
+    api_key: str = Field(description="Shown once: store it, it cannot be retrieved again")
+    balance: int
+
+
+class CopyRequest(Strict):
+    product_name: str = Field(min_length=1, max_length=200, examples=["Trailblazer 2 hiking boots"])
+    product_description: str = Field("", max_length=5000,
+                                     examples=["Waterproof leather boots with a grippy Vibram sole."])
+    tone: Literal["professional", "playful", "bold", "luxury", "friendly"] = "professional"
+    length: Literal["short", "medium", "long"] = "medium"
+    idempotency_key: str | None = IdempotencyKey
+
+    def job_input(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"idempotency_key"})
+
+
+class ScrapeRequest(Strict):
+    url: AnyHttpUrl = Field(examples=["https://shop.example.com/products/trailblazer-2"])
+    idempotency_key: str | None = IdempotencyKey
+
+    @field_validator("url")
+    @classmethod
+    def http_only(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        if url.scheme not in ("http", "https"):
+            raise ValueError("only http and https URLs can be scraped")
+        if len(str(url)) > 2048:
+            raise ValueError("URL is longer than 2048 characters")
+        return url
+
+    def job_input(self) -> dict[str, Any]:
+        return {"url": str(self.url)}
+
+
+class JobPublic(BaseModel):
+    id: str
+    type: JobType
+    status: JobStatus
+    cost: int
+    input: dict[str, Any]
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    attempt: int = 1
+    batch_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null at the end")
+
+
+class Transaction(BaseModel):
+    seq: int = Field(description="Position in the ledger; also the cursor")
+    kind: Literal["granted", "purchased", "debited", "refunded", "adjusted", "reversed"]
+    amount: int = Field(description="Credits added (positive) or taken (negative)")
+    balance_after: int
+    reason: str | None = None
+    job_id: str | None = None
+    attempt: int | None = None
+    payment_id: str | None = None
+    occurred_at: datetime
+
+
+class Credits(BaseModel):
+    balance: int
+    transactions: list[Transaction] = Field(description="The most recent entries, newest first")
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(examples=["job 5f0c… not found"])
+
+
+class PaymentRequiredBody(BaseModel):
+    detail: str = Field(examples=["insufficient credits: balance 0, cost 1"])
+    balance: int
+    cost: int
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The request cannot be processed as sent"},
+    401: {"model": ErrorBody, "description": "Missing or unknown API key"},
+    404: {"model": ErrorBody, "description": "No such resource for this user"},
+    409: {"model": ErrorBody, "description": "The resource is not in a state that allows this"},
+    413: {"model": ErrorBody, "description": "The request body is too large"},
+    422: {"model": ErrorBody, "description": "A field is missing or has the wrong type or value"},
+}
+PAYMENT_REQUIRED: dict[int | str, dict[str, Any]] = {
+    402: {"model": PaymentRequiredBody, "description": "Not enough credits; nothing was charged"},
+}

@@ -1,0 +1,3 @@
+from genrail_ledger.main import run
+
+run()

@@ -1,0 +1,81 @@
+"""The ledger service: credit policies on durable consumers, and the balance projections."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+
+from genrail_events import subjects
+from genrail_platform import logs, projection
+from genrail_platform.consumers import ensure_consumer, settle
+from genrail_platform.db import create_schema, make_engine
+from genrail_platform.eventstore import EventStore, connect, ensure_streams
+
+from . import policies
+from . import projection as ledger_projection
+from .settings import LedgerSettings
+
+POLICIES = {  # durable name: (stream, subject)
+    "ledger-signup-grants": ("USERS", subjects.USER_REGISTERED_ALL),
+    "ledger-refunds": ("JOBS", subjects.JOB_TRANSITIONED_ALL),
+    "ledger-job-recovery": ("LEDGER", subjects.LEDGER_DEBITED_ALL),
+}
+
+
+def create_app(settings: LedgerSettings) -> FastStream:
+    broker = NatsBroker(settings.nats_url, log_level=10, graceful_timeout=10)
+    app = FastStream(broker)
+    state: dict = {}
+    stop = asyncio.Event()
+
+    def subscriber(durable: str):
+        stream, subject = POLICIES[durable]
+        return broker.subscriber(subject, stream=JStream(stream, declare=False), durable=durable,
+                                 pull_sub=PullSub(batch_size=100, timeout=0.5), ack_policy=AckPolicy.MANUAL)
+
+    async def run(msg: NatsMessage, durable: str, work) -> None:
+        await settle(msg.raw_message, state["store"].js, consumer=durable,
+                     max_deliver=settings.ledger_max_deliver, work=work)
+
+    @subscriber("ledger-signup-grants")
+    async def on_user_registered(msg: NatsMessage) -> None:
+        await run(msg, "ledger-signup-grants",
+                  lambda e: policies.grant_signup_credits(state["store"], e, settings.signup_credits))
+
+    @subscriber("ledger-refunds")
+    async def on_job_transitioned(msg: NatsMessage) -> None:
+        await run(msg, "ledger-refunds", lambda e: policies.refund_ended_attempt(state["store"], e))
+
+    @subscriber("ledger-job-recovery")
+    async def on_debited(msg: NatsMessage) -> None:
+        await run(msg, "ledger-job-recovery", lambda e: policies.create_job_from_debit(state["store"], e))
+
+    @app.on_startup
+    async def prepare() -> None:
+        logs.configure("ledger", settings.log_level)
+        nc = await connect(settings.nats_url, "genrail-ledger")
+        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        for durable, (stream, subject) in POLICIES.items():
+            await ensure_consumer(nc.jetstream(), stream, durable, [subject], max_deliver=settings.ledger_max_deliver)
+        engine = make_engine(settings.database_url, pool_size=4)
+        proj = ledger_projection.make()
+        await create_schema(engine, list(proj.ddl), "schema:ledger")
+        state.update(nc=nc, store=EventStore(nc), engine=engine)
+        state["projection"] = asyncio.create_task(projection.run(nc, engine, proj, stop=stop))
+
+    @app.on_shutdown
+    async def close() -> None:
+        stop.set()
+        await state["projection"]
+        await state["nc"].drain()
+        await state["engine"].dispose()
+
+    return app
+
+
+def run() -> None:
+    settings = LedgerSettings()
+    asyncio.run(create_app(settings).run())

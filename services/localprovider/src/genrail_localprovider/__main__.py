@@ -1,0 +1,3 @@
+from genrail_localprovider.main import run
+
+run()

@@ -1,0 +1,3 @@
+from genrail_pipeline.main import run
+
+run()

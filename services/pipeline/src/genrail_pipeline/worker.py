@@ -1,0 +1,74 @@
+"""Running one job: pending -> processing -> completed | failed, safe to redeliver.
+
+A redelivered job (the worker died, or a provider failed transiently) is picked up from
+its state on the log: a final job is acked and left alone, a processing one is run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from genrail_events import jobs
+from genrail_events.envelope import Event
+from genrail_platform.consumers import Retry
+from genrail_platform.eventstore import EventStore
+from genrail_platform.jobstore import load_job, transition
+from genrail_platform.logs import event as log_event
+from genrail_platform.providers.errors import ProviderError
+
+from .providers import Providers
+from .settings import PipelineSettings
+
+log = logging.getLogger("genrail.pipeline")
+S = jobs.JobStatus
+
+
+class Worker:
+    def __init__(self, store: EventStore, providers: Providers, settings: PipelineSettings):
+        self.store, self.providers, self.settings = store, providers, settings
+
+    async def handle(self, event: Event) -> None:
+        job, seq = await load_job(self.store, event.aggregate_id)
+        if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.get("attempt", 1):
+            return  # already done, canceled, or a message of an earlier attempt
+        if job.status in (S.pending, S.queued):
+            job, _, seq = await self._move(job, seq, S.processing)
+        try:
+            output = await self.providers.run_inline(job)
+        except ProviderError as exc:
+            if exc.transient:
+                raise Retry(f"{job.type} provider: {exc}", exc.retry_after_s) from exc
+            await self.fail(job.id, f"{job.type} provider: {exc}")
+            return
+        await self._finish(job, seq, S.completed, output=output)
+        self._failpoint()
+
+    async def fail(self, job_id: str, error: str) -> None:
+        """Fail the job unless it is already final (used after the last delivery too)."""
+        job, seq = await load_job(self.store, job_id)
+        if job is None or job.status in jobs.FINAL_STATUSES:
+            return
+        await self._finish(job, seq, S.failed, error=error)
+
+    async def _move(self, job: jobs.Job, seq: int, to: S, **fields) -> tuple[jobs.Job, Event, int]:
+        moved = await transition(self.store, job.id, lambda j: jobs.decide_transition(j, to, **fields),
+                                 known=(job, seq))
+        log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, type=str(job.type),
+                  attempt=job.attempt, to=str(to))
+        return moved
+
+    async def _finish(self, job: jobs.Job, seq: int, to: S, **fields) -> None:
+        try:
+            await self._move(job, seq, to, **fields)
+        except jobs.InvalidTransition:
+            return  # canceled meanwhile: the result is dropped, the refund is the ledger's
+        name = "job.completed" if to is S.completed else "job.failed"
+        log_event(log, name, job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt,
+                  error=fields.get("error"))
+
+    def _failpoint(self) -> None:
+        marker = self.settings.pipeline_failpoint_crash_before_ack_once
+        if marker is not None and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(17)

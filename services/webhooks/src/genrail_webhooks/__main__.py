@@ -1,0 +1,3 @@
+from genrail_webhooks.main import run
+
+run()

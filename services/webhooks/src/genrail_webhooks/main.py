@@ -1,0 +1,43 @@
+"""The webhook receiver's composition root. Callbacks are verified, then become events:
+this service writes nothing but events."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from genrail_platform import logs
+from genrail_platform.eventstore import EventStore, connect, ensure_streams
+
+from .settings import WebhooksSettings
+
+
+def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
+    settings = settings or WebhooksSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nc = await connect(settings.nats_url, "genrail-webhooks")
+        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        app.state.settings, app.state.log = settings, EventStore(nc)
+        yield
+        await nc.drain()
+
+    app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan,
+                  description="Signed callbacks from providers and payment events.")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def run() -> None:
+    settings = WebhooksSettings()
+    logs.configure("webhooks", settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.webhooks_host, port=settings.webhooks_port, log_config=None,
+                access_log=False)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the whole stack as `genrail up` runs it, on embedded servers (or on the
+servers NATS_URL / DATABASE_URL name), on free loopback ports, for the whole session.
+Tests keep out of each other's way by registering users of their own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genrail_cli.stack import Ports, Stack
+from genrail_platform.embedded import free_port
+from genrail_platform.eventstore import EventStore, connect
+
+# Short windows so the tests exercise the paths that must not depend on them: a 2 s
+# message-id window (idempotency is proven past it) and a 3 s redelivery timeout.
+TEST_ENV = {
+    "STREAM_DUPLICATE_WINDOW_S": "2",
+    "PIPELINE_ACK_WAIT_S": "3",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def new_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
+    ports = Ports(api=free_port(), webhooks=free_port(), localprovider=free_port(), nats=free_port(),
+                  postgres=free_port())
+    return Stack(data_dir=data_dir, ports=ports, nats_url=os.environ.get("NATS_URL") or None,
+                 database_url=os.environ.get("DATABASE_URL") or None, env={**TEST_ENV, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    running = new_stack(tmp_path_factory.mktemp("stack")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+async def log(stack: Stack):
+    nc = await connect(stack.nats_url, "tests")
+    yield EventStore(nc)
+    await nc.close()
+
+
+@pytest.fixture(scope="session")
+async def api(stack: Stack):
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=300)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def shop():
+    from tests.sites import ShopSite
+
+    site = ShopSite().start()
+    yield site
+    site.stop()

@@ -1,0 +1,53 @@
+"""Helpers the tests share: registering users, waiting for jobs, reading the log."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from genrail_platform.eventstore import EventStore
+
+
+class User:
+    def __init__(self, user_id: str, email: str, api_key: str):
+        self.id, self.email, self.api_key = user_id, email, api_key
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+
+async def register(api: httpx.AsyncClient) -> User:
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    response = await api.post("/api/users", json={"email": email})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return User(body["user_id"], email, body["api_key"])
+
+
+async def wait_for_job(api: httpx.AsyncClient, user: User, job_id: str, statuses: set[str],
+                       timeout_s: float = 30) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        response = await api.get(f"/api/jobs/{job_id}", headers=user.headers)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in statuses:
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s: {job}")
+        await asyncio.sleep(0.05)
+
+
+async def ledger_events(log: EventStore, user_id: str) -> list:
+    return [s.event for s in await log.read(f"ledger.{user_id}.>")]
+
+
+async def wait_until(predicate, timeout_s: float = 20, interval_s: float = 0.05):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met after {timeout_s}s")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,65 @@
+"""A small shop website the scrape tests point jobs at, served on loopback by uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Route
+
+from genrail_platform.embedded import free_port
+
+PRODUCT_PAGE = """<!doctype html><html><head>
+<title>Trailblazer 2 Hiking Boots | Summit Outfitters</title>
+<meta name="description" content="Waterproof leather hiking boots with a Vibram sole.">
+<meta property="og:title" content="Trailblazer 2 Hiking Boots">
+<meta property="og:image" content="/img/boots.jpg">
+<meta property="og:site_name" content="Summit Outfitters">
+<script type="application/ld+json">{"@context":"https://schema.org","@type":"Product","name":"Trailblazer 2",
+"offers":{"@type":"Offer","price":"149.00","priceCurrency":"USD"}}</script>
+</head><body><h1>Trailblazer 2</h1><img src="/img/side.jpg"></body></html>"""
+
+
+class ShopSite:
+    """`/product` is a product page; `/down` always answers 503; `/slow?s=N` takes N seconds."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.hits: dict[str, int] = {}
+
+        async def product(request: Request) -> HTMLResponse:
+            self._hit("product")
+            return HTMLResponse(PRODUCT_PAGE)
+
+        async def down(request: Request) -> PlainTextResponse:
+            self._hit("down")
+            return PlainTextResponse("maintenance", status_code=503)
+
+        async def slow(request: Request) -> HTMLResponse:
+            self._hit("slow")
+            await asyncio.sleep(float(request.query_params.get("s", "5")))
+            return HTMLResponse(PRODUCT_PAGE)
+
+        app = Starlette(routes=[Route("/product", product), Route("/down", down), Route("/slow", slow)])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+
+    def _hit(self, name: str) -> None:
+        self.hits[name] = self.hits.get(name, 0) + 1
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> ShopSite:
+        threading.Thread(target=self.server.run, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
