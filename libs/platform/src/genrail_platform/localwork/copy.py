@@ -250,6 +250,8 @@ def read_description(description: str, name: str) -> tuple[str | None, list[Feat
     for s_index, sentence in enumerate(sentences):
         for c_index, raw in enumerate(c for c in _CLAUSE_BREAK.split(sentence) if c.strip()):
             clause = _strip_subject(_tidy(raw), name)
+            if not clause:
+                continue
             head, *rest = _RELATIVE.split(clause, maxsplit=1)
             relative = _relative_feature(rest[0]) if rest else None
             if s_index == 0 and c_index == 0 and category is None:

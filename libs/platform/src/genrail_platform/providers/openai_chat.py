@@ -36,7 +36,8 @@ Tones: "professional" is clear and credible with no exclamation marks; "playful"
 witty; "bold" is short, punchy and confident; "luxury" is refined and understated; \
 "friendly" is warm and conversational, speaking to the reader as "you"."""
 
-_COPY_FIELDS = ("product_name", "product_description", "tone", "length")
+_COPY_DEFAULTS = {"product_name": "", "product_description": "", "tone": "professional",
+                  "length": "medium"}
 # The product travels as a fenced JSON block so that any reader, human, model or the local
 # emulator, can take it back out exactly (see `copy_input_from_prompt`).
 _FENCED_JSON = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
@@ -44,7 +45,7 @@ _FENCED_JSON = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
 
 def copy_prompt(input: Mapping[str, Any]) -> str:
     """The user message for a `copy` job: instructions, then the input as a JSON block."""
-    product = {field: input.get(field, "") for field in _COPY_FIELDS}
+    product = {field: input.get(field) or default for field, default in _COPY_DEFAULTS.items()}
     return (
         f"Write {product['tone']} ad copy of {product['length']} length for this product.\n\n"
         f"```json\n{json.dumps(product, ensure_ascii=False, indent=2)}\n```"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -49,8 +50,12 @@ async def scrape(url: str, http: httpx.AsyncClient, *, max_bytes: int = 2_000_00
                                                    timeout_s=timeout_s, user_agent=user_agent)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise ProviderError(f"fetching {url} took longer than {timeout_s:g}s", transient=True) from exc
+    except httpx.LocalProtocolError as exc:  # our request is malformed: no retry will send it
+        raise ProviderError(f"could not send a request for {url}: {exc}", transient=False) from exc
     except httpx.TransportError as exc:
         raise ProviderError(f"could not fetch {url}: {exc!r}", transient=True) from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # undecodable body, unusable Location
+        raise ProviderError(f"could not read {url}: {exc}", transient=False) from exc
     return {"url": url, "final_url": final_url, "status_code": status,
             **extract_product(html, final_url)}
 
@@ -82,7 +87,7 @@ def _check_url(url: str) -> None:
     except ValueError as exc:
         raise ScrapeRefused(f"not a valid URL: {url!r}") from exc
     if parts.scheme.lower() not in _ALLOWED_SCHEMES:
-        raise ScrapeRefused(f"only http and https URLs are scraped, not {parts.scheme or 'no'!s}: {url}")
+        raise ScrapeRefused(f"only http and https URLs are scraped: {url}")
     if not parts.hostname:
         raise ScrapeRefused(f"URL has no host: {url}")
 
@@ -174,23 +179,27 @@ def _json_ld_products(soup: BeautifulSoup) -> Iterator[dict[str, Any]]:
         try:
             # Prices stay exactly as written: "19.90", not 19.9.
             data = json.loads(script.get_text(), parse_float=str, strict=False)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         yield from _nodes_of_type(data, "Product")
 
 
-def _nodes_of_type(node: Any, wanted: str) -> Iterator[dict[str, Any]]:
-    """Every JSON-LD node of a type, wherever it sits: top level, lists, @graph, nesting."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _nodes_of_type(item, wanted)
-    elif isinstance(node, dict):
-        types = node.get("@type")
-        if wanted in (types if isinstance(types, list) else [types]):
-            yield node
-        for value in node.values():
-            if isinstance(value, (dict, list)):
-                yield from _nodes_of_type(value, wanted)
+def _nodes_of_type(data: Any, wanted: str) -> Iterator[dict[str, Any]]:
+    """Every JSON-LD node of a type, wherever it sits: top level, lists, @graph, nesting.
+
+    "Product", "schema:Product" and "https://schema.org/Product" all name the same type.
+    """
+    pending = deque([data])
+    while pending:
+        node = pending.popleft()
+        if isinstance(node, list):
+            pending.extendleft(reversed(node))
+        elif isinstance(node, dict):
+            types = node.get("@type")
+            names = {re.split(r"[/:#]", t)[-1] for t in _as_list(types) if isinstance(t, str)}
+            if wanted in names:
+                yield node
+            pending.extend(v for v in node.values() if isinstance(v, (dict, list)))
 
 
 def _price(products: list[dict[str, Any]], meta: dict[str, list[str]],
@@ -254,8 +263,11 @@ def _absolute(base_url: str, link: str) -> str | None:
     link = link.strip()
     if not link or link.lower().startswith("data:"):
         return None
-    url = urljoin(base_url, link)
-    return url if urlsplit(url).scheme in _ALLOWED_SCHEMES else None
+    try:
+        url = urljoin(base_url, link)
+        return url if urlsplit(url).scheme in _ALLOWED_SCHEMES else None
+    except ValueError:  # e.g. "http://[::1" is not a URL
+        return None
 
 
 def _as_list(value: Any) -> list[Any]:
