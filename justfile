@@ -1,0 +1,25 @@
+# Common tasks. `just` comes with the dev install (the rust-just wheel): .venv/bin/just
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv/bin"
+
+# Install every workspace member and the dev tools into .venv
+install:
+    bash scripts/install
+
+# Start the whole system on embedded defaults (add --demo to see a job run)
+up *ARGS:
+    {{venv}}/genrail up {{ARGS}}
+
+# Run the whole test suite
+test *ARGS:
+    {{venv}}/python -m pytest {{ARGS}}
+
+# Unit tests only: the domain and the adapters, no servers
+unit:
+    {{venv}}/python -m pytest libs/events/tests tests/unit -q
+
+# Measure throughput and latency against the raw JetStream rates of the same run
+bench *ARGS:
+    {{venv}}/python -m bench {{ARGS}}
