@@ -1,3 +1,4 @@
 from bench.run import cli
 
-cli()
+if __name__ == "__main__":
+    cli()
