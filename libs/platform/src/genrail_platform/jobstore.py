@@ -26,11 +26,12 @@ async def append_job_event(store: EventStore, job: jobs.Job, seq: int, event: Ev
                               msg_id=f"{event.type}:{job.id}:{job.attempt}:{event.data.get('to')}")
 
 
-async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job], Event], *,
-                     known: tuple[jobs.Job, int] | None = None) -> tuple[jobs.Job, Event, int]:
+async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job], Event | None], *,
+                     known: tuple[jobs.Job, int] | None = None) -> tuple[jobs.Job, Event | None, int]:
     """Decide the transition on the job (as `known`, or loaded), append it; on conflict load
-    again and re-decide. InvalidTransition propagates (after logging `job.transition_denied`).
-    Returns the new state, the event and its sequence."""
+    again and re-decide. `decide` may return None: nothing to append. InvalidTransition
+    propagates (after logging `job.transition_denied`). Returns the new state, the event
+    and the job's last sequence."""
     first_try = {"known": known}
 
     async def attempt() -> tuple[jobs.Job, Event, int]:
@@ -44,6 +45,8 @@ async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job]
             log.warning("job.transition_denied", extra={"job_id": job_id, "from": str(exc.from_status),
                                                          "to": str(exc.to_status), "user_id": job.user_id})
             raise
+        if event is None:
+            return job, None, seq
         appended = await append_job_event(store, job, seq, event)
         return jobs.evolve(job, event), event, appended.seq
 

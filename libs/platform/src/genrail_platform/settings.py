@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,3 +18,28 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the service")
     stream_replicas: int = Field(1, description="Replicas of each stream (3 in a cluster)")
     stream_duplicate_window_s: float = Field(120.0, description="How long JetStream remembers message ids")
+
+
+class StorageSettings(BaseSettings):
+    """Where media lives: `file:///abs/path` (the local default) or `s3://bucket/prefix`."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    storage_url: str = Field(default_factory=lambda: f"file://{Path('.genrail/media').resolve()}",
+                             description="file:///path or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (R2, MinIO); unset for AWS")
+    s3_region: str | None = Field(None, description="S3 region")
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    def s3_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"endpoint_url": self.s3_endpoint_url, "region": self.s3_region}
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            options["access_key_id"] = self.s3_access_key_id.get_secret_value()
+            options["secret_access_key"] = self.s3_secret_access_key.get_secret_value()
+        return {k: v for k, v in options.items() if v is not None}
+
+    def open(self):  # -> Storage; imported lazily so settings stay cheap to import
+        from .storage import open_storage
+
+        return open_storage(self.storage_url, **self.s3_options())

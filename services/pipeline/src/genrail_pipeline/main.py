@@ -1,4 +1,5 @@
-"""The pipeline's composition root: a durable work consumer on job.created and job.retried."""
+"""The pipeline's composition root: the durable work consumer on job.created and
+job.retried, the consumer that cancels predictions of canceled jobs, and the deadline sweeper."""
 
 from __future__ import annotations
 
@@ -11,46 +12,73 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from genrail_events import subjects
 from genrail_platform import logs
 from genrail_platform.consumers import ensure_consumer, settle
+from genrail_platform.db import make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
+from .deadlines import DeadlineSweeper, cancel_at_provider
 from .providers import Providers
 from .settings import PipelineSettings
 from .worker import Worker
 
 DURABLE = "pipeline"
 WORK_SUBJECTS = [subjects.JOB_CREATED_ALL, subjects.JOB_RETRIED_ALL]
+CANCELLATIONS = "pipeline-cancellations"
+CANCELLATIONS_MAX_DELIVER = 10
 
 
 def create_app(settings: PipelineSettings) -> FastStream:
     broker = NatsBroker(settings.nats_url, log_level=10, graceful_timeout=30)
     app = FastStream(broker)
     state: dict = {}
+    stop = asyncio.Event()
 
     @broker.subscriber("job.>", stream=JStream("JOBS", declare=False), durable=DURABLE,
                        pull_sub=PullSub(batch_size=settings.pipeline_batch_size, timeout=0.2),
                        ack_policy=AckPolicy.MANUAL)
     async def on_job(msg: NatsMessage) -> None:
         worker: Worker = state["worker"]
+        meta = msg.raw_message.metadata
         await settle(msg.raw_message, state["store"].js, consumer=DURABLE,
-                     max_deliver=settings.pipeline_max_deliver, work=worker.handle,
+                     max_deliver=settings.pipeline_max_deliver,
+                     work=lambda event: worker.handle(event, meta.sequence.stream, meta.num_delivered),
                      on_exhausted=lambda event, reason: worker.fail(event.aggregate_id, reason))
+
+    @broker.subscriber(subjects.JOB_TRANSITIONED_ALL, stream=JStream("JOBS", declare=False), durable=CANCELLATIONS,
+                       pull_sub=PullSub(batch_size=200, timeout=0.2, batch=True), ack_policy=AckPolicy.MANUAL)
+    async def on_transitioned(batch: NatsMessage) -> None:
+        await asyncio.gather(*(settle(raw, state["store"].js, consumer=CANCELLATIONS,
+                                      max_deliver=CANCELLATIONS_MAX_DELIVER,
+                                      work=lambda event: cancel_at_provider(state["store"], state["providers"],
+                                                                            event.data))
+                               for raw in batch.raw_message))
 
     @app.on_startup
     async def prepare() -> None:
         logs.configure("pipeline", settings.log_level)
         nc = await connect(settings.nats_url, "genrail-pipeline")
-        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
+        js = nc.jetstream()
+        await ensure_streams(js, replicas=settings.stream_replicas,
                              duplicate_window_s=settings.stream_duplicate_window_s)
-        await ensure_consumer(nc.jetstream(), "JOBS", DURABLE, WORK_SUBJECTS, max_deliver=settings.pipeline_max_deliver,
+        await ensure_consumer(js, "JOBS", DURABLE, WORK_SUBJECTS, max_deliver=settings.pipeline_max_deliver,
                               ack_wait_s=settings.pipeline_ack_wait_s)
+        await ensure_consumer(js, "JOBS", CANCELLATIONS, [subjects.JOB_TRANSITIONED_ALL],
+                              max_deliver=CANCELLATIONS_MAX_DELIVER)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
                                  limits=httpx.Limits(max_connections=200))
-        store = EventStore(nc)
-        state.update(nc=nc, store=store, http=http, worker=Worker(store, Providers(settings, http), settings))
+        store, storage = EventStore(nc), settings.open()
+        providers = Providers(settings, http)
+        engine = make_engine(settings.database_url, pool_size=2)
+        sweeper = DeadlineSweeper(store, engine, storage, providers, settings)
+        state.update(nc=nc, store=store, http=http, storage=storage, engine=engine, providers=providers,
+                     worker=Worker(store, providers, settings), sweeper=asyncio.create_task(sweeper.run(stop)))
 
     @app.on_shutdown
     async def close() -> None:
+        stop.set()
+        await state["sweeper"]
         await state["http"].aclose()
+        await state["storage"].close()
+        await state["engine"].dispose()
         await state["nc"].drain()
 
     return app

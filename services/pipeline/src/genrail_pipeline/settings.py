@@ -5,10 +5,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from genrail_platform.settings import CommonSettings
+from genrail_platform.settings import CommonSettings, StorageSettings
 
 
-class PipelineSettings(CommonSettings):
+class PipelineSettings(CommonSettings, StorageSettings):
     pipeline_max_deliver: int = Field(3, description="Deliveries of a job before it fails and goes to the DLQ")
     pipeline_ack_wait_s: float = Field(60.0, description="A delivery not acked by then is redelivered")
     pipeline_batch_size: int = Field(64, description="Jobs fetched per pull; handled concurrently")
@@ -20,6 +20,24 @@ class PipelineSettings(CommonSettings):
 
     scrape_max_bytes: int = Field(2_000_000, description="Largest page a scrape downloads")
     scrape_timeout_s: float = Field(10.0, description="Timeout of one scrape fetch")
+
+    replicate_base_url: str = Field("https://api.replicate.com", description="Replicate API origin")
+    replicate_api_token: SecretStr = Field(SecretStr(""), description="Replicate API token")
+    replicate_model_static_ad: str = Field("genrail/static-ad", description="Model for static ads")
+    replicate_model_ugc_video: str = Field("genrail/ugc-video", description="Model for UGC videos")
+    replicate_model_tts: str = Field("genrail/tts", description="Model for text-to-speech")
+    webhooks_public_url: str = Field("http://127.0.0.1:8001", description="Where providers reach our webhooks")
+    deadline_static_ad_s: float = Field(300, description="A static ad with no result by then expires")
+    deadline_ugc_video_s: float = Field(900, description="A UGC video with no result by then expires")
+    deadline_tts_s: float = Field(300, description="A TTS job with no result by then expires")
+    deadline_sweep_interval_s: float = Field(5, description="How often deadlines are checked")
+    max_output_bytes: int = Field(200 * 1024 * 1024, description="Largest provider output downloaded")
+
+    def deadline_s(self, job_type: str) -> float:
+        return float(getattr(self, f"deadline_{job_type}_s"))
+
+    def replicate_model(self, job_type: str) -> str:
+        return str(getattr(self, f"replicate_model_{job_type}"))
 
     # Failpoint for crash tests: die after a job's effects are on the log but before the ack,
     # once (the marker file records that it happened).

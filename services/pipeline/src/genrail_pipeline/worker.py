@@ -28,12 +28,23 @@ class Worker:
     def __init__(self, store: EventStore, providers: Providers, settings: PipelineSettings):
         self.store, self.providers, self.settings = store, providers, settings
 
-    async def handle(self, event: Event) -> None:
-        job, seq = await load_job(self.store, event.aggregate_id)
+    async def handle(self, event: Event, stream_seq: int, num_delivered: int) -> None:
+        if event.type == "job.created" and num_delivered == 1:
+            # First delivery: the message is the job's whole history so far. If anything was
+            # appended since (a cancel), the append below conflicts and reloads from the log.
+            job, seq = jobs.evolve(None, event), stream_seq
+        else:
+            job, seq = await load_job(self.store, event.aggregate_id)
         if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.get("attempt", 1):
             return  # already done, canceled, or a message of an earlier attempt
+        if job.type in jobs.ASYNC_TYPES:
+            await self._submit(job, seq)
+            return
         if job.status in (S.pending, S.queued):
-            job, _, seq = await self._move(job, seq, S.processing)
+            try:
+                job, _, seq = await self._move(job, seq, S.processing)
+            except jobs.InvalidTransition:
+                return  # canceled before it started
         try:
             output = await self.providers.run_inline(job)
         except ProviderError as exc:
@@ -43,6 +54,32 @@ class Worker:
             return
         await self._finish(job, seq, S.completed, output=output)
         self._failpoint()
+
+    async def _submit(self, job: jobs.Job, seq: int) -> None:
+        """Async types: start a prediction and record its id with `processing`. A crash
+        between the two starts a second prediction on redelivery (Replicate has no
+        idempotency keys); its callback is ignored as not the job's prediction."""
+        if job.prediction_id:
+            return  # submitted before a redelivery; the webhook or the deadline will finish it
+        try:
+            prediction = await self.providers.submit_prediction(job)
+        except ProviderError as exc:
+            if exc.transient:
+                raise Retry(f"{job.type} provider: {exc}", exc.retry_after_s) from exc
+            await self.fail(job.id, f"{job.type} provider: {exc}")
+            return
+
+        def record(current: jobs.Job):
+            if current.status in (S.pending, S.queued):
+                return jobs.decide_transition(current, S.processing, prediction_id=prediction["id"])
+            return None  # its webhook got here first
+
+        try:
+            await transition(self.store, job.id, record, known=(job, seq))
+        except jobs.InvalidTransition:
+            return
+        log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, type=str(job.type),
+                  attempt=job.attempt, to="processing", prediction_id=prediction["id"])
 
     async def fail(self, job_id: str, error: str) -> None:
         """Fail the job unless it is already final (used after the last delivery too)."""

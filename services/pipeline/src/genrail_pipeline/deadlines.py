@@ -1,0 +1,101 @@
+"""Deadlines of async jobs. A job still `processing` past its type's deadline is first
+checked with the provider (the callback may have been lost); a final answer is applied as
+a webhook would be; otherwise the prediction is canceled and the job `expired` (the
+ledger refunds it). The projection only finds candidates; the decision reads the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from genrail_events import jobs
+from genrail_events.jobs import JobStatus as S
+from genrail_platform.eventstore import EventStore
+from genrail_platform.jobstore import load_job, transition
+from genrail_platform.logs import event as log_event
+from genrail_platform.predictions import FAILED, OutputDownloadFailed, apply_prediction
+from genrail_platform.providers.errors import ProviderError
+from genrail_platform.storage import Storage
+
+from .providers import Providers
+from .settings import PipelineSettings
+
+log = logging.getLogger("genrail.deadlines")
+
+
+class DeadlineSweeper:
+    def __init__(self, store: EventStore, engine: AsyncEngine, storage: Storage, providers: Providers,
+                 settings: PipelineSettings):
+        self.store, self.engine, self.storage, self.providers, self.settings = (
+            store, engine, storage, providers, settings)
+
+    async def candidates(self) -> list[str]:
+        ids: list[str] = []
+        async with self.engine.connect() as conn:
+            for job_type in sorted(jobs.ASYNC_TYPES):
+                rows = await conn.execute(sa.text(
+                    "SELECT id FROM jobs WHERE status = 'processing' AND type = :t "
+                    "AND updated_at < now() - make_interval(secs => :d) LIMIT 500"),
+                    {"t": str(job_type), "d": self.settings.deadline_s(job_type.value)})
+                ids += [str(r.id) for r in rows]
+        return ids
+
+    async def sweep(self) -> None:
+        for job_id in await self.candidates():
+            try:
+                await self.check(job_id)
+            except (ProviderError, OutputDownloadFailed) as exc:
+                log.warning("deadline.check_failed", extra={"job_id": job_id, "reason": str(exc)})
+
+    async def check(self, job_id: str) -> None:
+        job, _ = await load_job(self.store, job_id)
+        if job is None or job.status is not S.processing:
+            return
+        overdue = (datetime.now(UTC) - job.updated_at).total_seconds() - self.settings.deadline_s(job.type.value)
+        if overdue < 0:
+            return
+        if job.prediction_id:
+            prediction = await self.providers.replicate.get_prediction(job.prediction_id)
+            if prediction.get("status") == "succeeded" or prediction.get("status") in FAILED:
+                await apply_prediction(self.store, self.storage, self.providers.http, job.id, job.attempt,
+                                       prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60)
+                return
+            await self.providers.replicate.cancel_prediction(job.prediction_id)
+        error = f"no result from the provider within {self.settings.deadline_s(job.type.value):g}s"
+        try:
+            await transition(self.store, job.id, lambda j: jobs.decide_transition(j, S.expired, error=error))
+        except jobs.InvalidTransition:
+            return
+        log_event(log, "job.expired", job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
+                log.exception("deadline.sweep_failed")
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.deadline_sweep_interval_s)
+            except TimeoutError:
+                pass
+
+
+async def cancel_at_provider(store: EventStore, providers: Providers, transitioned_data: dict) -> None:
+    """A canceled async job's prediction is canceled at the provider, so the work really stops."""
+    if transitioned_data.get("to") != S.canceled or transitioned_data.get("type") not in jobs.ASYNC_TYPES:
+        return
+    job, _ = await load_job(store, transitioned_data["job_id"])
+    if job is None or not job.prediction_id:
+        return
+    try:
+        await providers.replicate.cancel_prediction(job.prediction_id)
+    except ProviderError as exc:
+        if exc.transient:
+            raise
+        log.info("prediction.cancel_refused", extra={"job_id": job.id, "reason": str(exc)})
+        return
+    log_event(log, "prediction.canceled", job_id=job.id, prediction_id=job.prediction_id)
