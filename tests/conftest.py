@@ -20,6 +20,7 @@ TEST_ENV = {
     "STREAM_DUPLICATE_WINDOW_S": "2",
     "PIPELINE_ACK_WAIT_S": "3",
     "LOG_LEVEL": "INFO",
+    "ADMIN_TOKEN": "test-admin-token-5f2c9e1a7b3d",
 }
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 
 import uvicorn
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from genrail_platform.embedded import free_port
@@ -26,15 +28,25 @@ PRODUCT_PAGE = """<!doctype html><html><head>
 
 
 class ShopSite:
-    """`/product` is a product page; `/down` always answers 503; `/slow?s=N` takes N seconds."""
+    """`/product` is a product page; `/down` always answers 503; `/slow?s=N` takes N seconds;
+    `/flaky/<name>` answers 503 while `<name>` is in `failing`, else the product page."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.hits: dict[str, int] = {}
+        self.failing: set[str] = set()
 
         async def product(request: Request) -> HTMLResponse:
             self._hit("product")
             return HTMLResponse(PRODUCT_PAGE)
+
+        async def image(request: Request) -> Response:
+            self._hit("image")
+            picture = Image.new("RGB", (320, 240), (30, 90, 160))
+            ImageDraw.Draw(picture).ellipse((100, 60, 220, 180), fill=(240, 200, 40))
+            out = io.BytesIO()
+            picture.save(out, format="PNG")
+            return Response(out.getvalue(), media_type="image/png")
 
         async def down(request: Request) -> PlainTextResponse:
             self._hit("down")
@@ -45,7 +57,15 @@ class ShopSite:
             await asyncio.sleep(float(request.query_params.get("s", "5")))
             return HTMLResponse(PRODUCT_PAGE)
 
-        app = Starlette(routes=[Route("/product", product), Route("/down", down), Route("/slow", slow)])
+        async def flaky(request: Request) -> HTMLResponse | PlainTextResponse:
+            name = request.path_params["name"]
+            self._hit(f"flaky/{name}")
+            if name in self.failing:
+                return PlainTextResponse("temporarily unavailable", status_code=503)
+            return HTMLResponse(PRODUCT_PAGE)
+
+        app = Starlette(routes=[Route("/product", product), Route("/img/product.png", image), Route("/down", down),
+                                Route("/slow", slow), Route("/flaky/{name}", flaky)])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
 
     def _hit(self, name: str) -> None:

@@ -7,7 +7,9 @@ an echo callback (the CLI prefixes it with the service's name).
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from genrail_platform import webhook_signing
 from genrail_platform.embedded import EmbeddedNats, EmbeddedPostgres, require_free
 
 SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
@@ -78,7 +81,30 @@ class Stack:
             "LOCALPROVIDER_HOST": self.host, "LOCALPROVIDER_PORT": str(self.ports.localprovider),
             "LOCALPROVIDER_PUBLIC_URL": self.localprovider_url,
             "STORAGE_URL": f"file://{media}",
+            # Stripe: the local provider answers as Stripe and signs its webhooks with the local secret.
+            "STRIPE_API_KEY": "sk_test_genrail_local", "STRIPE_API_BASE": self.localprovider_url,
+            "STRIPE_WEBHOOK_SECRET": "whsec_genrail_local",
+            "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": "whsec_genrail_local",
+            "LOCALPROVIDER_STRIPE_WEBHOOK_URL": f"{self.webhooks_url}/webhooks/stripe",
+            "LOCALPROVIDER_STRIPE_PUBLIC_URL": self.localprovider_url,
+            # Replicate: the local provider answers as Replicate and signs as Replicate does.
+            "REPLICATE_BASE_URL": self.localprovider_url, "REPLICATE_API_TOKEN": "r8_genrail_local",
+            "REPLICATE_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
+            "LOCALPROVIDER_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
+            "MEDIA_URL_SECRET": self.local_secrets()["media_url"],
+            # OpenAI image edits: the local provider answers as OpenAI, editing with Pillow.
+            "OPENAI_IMAGES_BASE_URL": f"{self.localprovider_url}/v1", "OPENAI_IMAGES_API_KEY": "sk-genrail-local",
         }
+
+    def local_secrets(self) -> dict[str, str]:
+        """Secrets of this data directory: made once, kept, so URLs and webhooks survive restarts."""
+        path = self.data_dir / "secrets.json"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            made = {"replicate_webhook": webhook_signing.new_secret(), "media_url": secrets.token_urlsafe(32)}
+            path.write_text(json.dumps(made))
+            path.chmod(0o600)
+        return json.loads(path.read_text())
 
     def start(self, timeout_s: float = 60) -> Stack:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)

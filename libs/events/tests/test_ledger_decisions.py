@@ -66,3 +66,52 @@ def test_subject_tokens_refuse_anything_that_changes_the_subject() -> None:
     for bad in ("a.b", "*", ">", "a b", ""):
         with pytest.raises(ValueError):
             subjects.ledger_account(bad)
+
+
+def test_reversal_without_a_key_keeps_the_payment_subject() -> None:
+    assert ledger.decide_reversal(Account("u1", 5), "pi_1", 5, "refund").subject == "ledger.u1.reversed.pi_1"
+
+
+def test_reversal_key_extends_the_subject_and_the_message_id() -> None:
+    entry = ledger.decide_reversal(Account("u1", 5), "pi_1", 5, "refund", key=("refund", "50"))
+    assert entry.subject == "ledger.u1.reversed.pi_1.refund.50"
+    assert entry.msg_id == "reversed:u1:pi_1:refund:50"
+    assert entry.event.data["payment_id"] == "pi_1" and entry.event.data["reason"] == "refund"
+
+
+def test_a_first_partial_refund_takes_back_its_total() -> None:
+    entry = ledger.decide_payment_reversal(Account("u1", 110), "pi_1", 100, [], "refund", 50)
+    assert entry is not None
+    assert (entry.subject, entry.event.data["amount"], entry.event.data["balance_after"]) == (
+        "ledger.u1.reversed.pi_1.refund.50", 50, 60)
+
+
+def test_refund_totals_are_cumulative_so_a_later_refund_takes_only_the_difference() -> None:
+    entry = ledger.decide_payment_reversal(Account("u1", 60), "pi_1", 100, [("refund", 50)], "refund", 80)
+    assert entry is not None and entry.event.data["amount"] == 30
+    assert entry.subject == "ledger.u1.reversed.pi_1.refund.80"
+
+
+@pytest.mark.parametrize("total", [50, 30])
+def test_a_repeated_or_stale_refund_report_takes_nothing(total: int) -> None:
+    assert ledger.decide_payment_reversal(Account("u1", 60), "pi_1", 100, [("refund", 50)], "refund", total) is None
+
+
+def test_reversals_never_take_back_more_than_the_purchase_in_all() -> None:
+    # 51 credits refunded (rounded up), then a dispute lost over the rest, also rounded up.
+    entry = ledger.decide_payment_reversal(Account("u1", 0), "pi_1", 100, [("refund", 51)], "dispute_lost", 50)
+    assert entry is not None and entry.event.data["amount"] == 49
+    assert ledger.decide_payment_reversal(
+        Account("u1", 0), "pi_1", 100, [("refund", 51), ("dispute_lost", 49)], "dispute_lost", 50) is None
+
+
+def test_a_payment_reversal_may_leave_the_balance_negative() -> None:
+    entry = ledger.decide_payment_reversal(Account("u1", 3), "pi_1", 100, [], "dispute_lost", 100)
+    assert entry is not None and entry.event.data["balance_after"] == -97
+
+
+def test_reversal_due_is_the_difference_capped_by_what_is_left_of_the_purchase() -> None:
+    assert ledger.reversal_due(100, [], "refund", 100) == 100
+    assert ledger.reversal_due(100, [("refund", 40)], "refund", 100) == 60
+    assert ledger.reversal_due(100, [("dispute_lost", 70)], "refund", 50) == 30
+    assert ledger.reversal_due(100, [("refund", 100)], "refund", 100) == 0

@@ -3,6 +3,7 @@ on `ledger.<user_id>.>` is the account's balance and its version."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -99,11 +100,37 @@ def decide_purchase(account: Account, payment_id: str, amount: int, pack: str,
 
 
 def decide_reversal(account: Account, payment_id: str, amount: int, reason: str,
-                    now: datetime | None = None) -> Entry:
-    """Take back purchased credits; recorded even if it leaves the balance negative."""
+                    now: datetime | None = None, *, key: tuple[str, ...] = ()) -> Entry:
+    """Take back purchased credits; recorded even if it leaves the balance negative.
+    `key` extends the entry's uniqueness key beyond the payment (one payment can be
+    reversed more than once: partial refunds, then a dispute)."""
     _positive(amount)
-    return _entry(account, EntryKind.reversed, amount, (payment_id,),
+    return _entry(account, EntryKind.reversed, amount, (payment_id, *key),
                   {"payment_id": payment_id, "reason": reason}, now)
+
+
+def reversal_due(purchased: int, prior: Iterable[tuple[str, int]], reason: str, total_for_reason: int) -> int:
+    """Credits still to take back from a purchase of `purchased` credits when the payment
+    provider reports `total_for_reason` credits reversed so far for `reason` (its totals are
+    cumulative). `prior` is (reason, amount) of the reversals already recorded for the
+    payment. Never negative, and never more than the purchase in all: so a repeated, stale
+    or out-of-order report changes nothing."""
+    taken_for_reason = sum(amount for prior_reason, amount in prior if prior_reason == reason)
+    taken = sum(amount for _, amount in prior)
+    return max(0, min(total_for_reason - taken_for_reason, purchased - taken))
+
+
+def decide_payment_reversal(account: Account, payment_id: str, purchased: int,
+                            prior: Iterable[tuple[str, int]], reason: str, total_for_reason: int,
+                            now: datetime | None = None) -> Entry | None:
+    """The reversal entry that brings `reason`'s reversals of the payment up to
+    `total_for_reason`, or None when nothing is due. The entry's subject ends in
+    `<payment_id>.<reason>.<total_for_reason>`: unique per report, whatever its deliveries."""
+    prior = list(prior)
+    due = reversal_due(purchased, prior, reason, total_for_reason)
+    if due == 0:
+        return None
+    return decide_reversal(account, payment_id, due, reason, now, key=(reason, str(total_for_reason)))
 
 
 def decide_adjustment(account: Account, adjustment_id: str, amount: int, reason: str,

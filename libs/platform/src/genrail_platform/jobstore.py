@@ -21,9 +21,10 @@ async def load_job(store: EventStore, job_id: str) -> tuple[jobs.Job | None, int
 
 
 async def append_job_event(store: EventStore, job: jobs.Job, seq: int, event: Event) -> Appended:
+    """The message id names the position the append expects: a republish of the same append
+    (after a lost ack) is deduplicated, and no two different appends can share an id."""
     return await store.append(jobs.subject_for(event), event, expect_last_seq=seq,
-                              expect_filter=subjects.job_events(job.id),
-                              msg_id=f"{event.type}:{job.id}:{job.attempt}:{event.data.get('to')}")
+                              expect_filter=subjects.job_events(job.id), msg_id=f"{event.type}:{job.id}@{seq}")
 
 
 async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job], Event | None], *,

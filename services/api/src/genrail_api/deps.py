@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from genrail_events.users import hash_api_key
 from genrail_platform.eventstore import EventStore
+from genrail_platform.storage import Storage
 
 from . import read_models
-from .errors import Unauthorized
+from .errors import ApiError, Unauthorized
 from .settings import ApiSettings
 
 bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /api/users")
@@ -24,6 +26,10 @@ def get_settings(request: Request) -> ApiSettings:
 
 def get_log(request: Request) -> EventStore:
     return request.app.state.log
+
+
+def get_storage(request: Request) -> Storage:
+    return request.app.state.storage
 
 
 def get_engine(request: Request) -> AsyncEngine:
@@ -52,8 +58,31 @@ async def current_user(request: Request,
     return user_id
 
 
+class AdminDisabled(ApiError):
+    status_code = 403
+
+
+admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
+                          description="ADMIN_TOKEN from the API's configuration")
+
+
+async def require_admin(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]) -> str:
+    """Every /api/admin route: the configured token, compared in constant time."""
+    token = request.app.state.settings.admin_token
+    if token is None or not token.get_secret_value():
+        raise AdminDisabled("the admin API is disabled: set ADMIN_TOKEN on the API to enable it")
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("missing admin token: send 'Authorization: Bearer <ADMIN_TOKEN>'")
+    if not hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("wrong admin token")
+    return "admin"
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 LogDep = Annotated[EventStore, Depends(get_log)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 DbDep = Annotated[AsyncConnection, Depends(get_db)]
 CurrentUser = Annotated[str, Depends(current_user)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+AdminDep = Annotated[str, Depends(require_admin)]

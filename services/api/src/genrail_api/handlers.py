@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from genrail_events import jobs, ledger, subjects, users
 from genrail_platform.accounts import append_to_account, load_account
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore
-from genrail_platform.jobstore import load_job, transition
+from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
+from genrail_platform.jobstore import append_job_event, load_job, transition
 from genrail_platform.logs import event as log_event
 
 log = logging.getLogger("genrail.api")
@@ -82,3 +83,91 @@ async def cancel_job(store: EventStore, job: jobs.Job) -> jobs.Job:
                                                               error="canceled by the user", reason="user"))
     log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, to="canceled", reason="user")
     return canceled
+
+
+# --- admin --------------------------------------------------------------------------
+
+class JobNotFound(LookupError):
+    pass
+
+
+class UserNotFound(LookupError):
+    pass
+
+
+class IdempotencyKeyReused(Exception):
+    pass
+
+
+async def retry_job(store: EventStore, job_id: str, *, requested_by: str) -> jobs.Job:
+    """Charge the job's next attempt, then put it back to pending as that attempt.
+
+    JobNotFound; InvalidTransition (naming the current state) unless the job is failed or
+    expired; InsufficientCredits with nothing charged. The debit's subject names the attempt,
+    so a request repeated after a crash between the debit and `job.retried` charges nothing
+    more and completes the retry (and the ledger completes it from the debit on its own)."""
+    job, _ = await load_job(store, job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id} not found")
+    if job.status not in jobs.RETRYABLE_STATUSES:
+        log.warning("job.transition_denied", extra={"job_id": job_id, "from": str(job.status), "to": "pending",
+                                                     "user_id": job.user_id})
+        raise jobs.InvalidTransition(job.id, job.status, jobs.JobStatus.pending)
+    attempt = job.attempt + 1
+    request = {"type": str(job.type), "input": job.input, "cost": job.cost, "batch_id": job.batch_id,
+               "requested_by": requested_by}
+    await append_to_account(
+        store, job.user_id, lambda account: ledger.decide_debit(account, job.id, attempt, job.cost, request),
+        unique_subject=subjects.ledger(job.user_id, "debited", job.id, str(attempt)))
+
+    async def put_back() -> jobs.Job:
+        current, seq = await load_job(store, job_id)
+        assert current is not None
+        if current.attempt >= attempt:
+            return current  # retried already: by a concurrent request, or by the ledger from the debit
+        event = jobs.decide_retry(current, requested_by=requested_by)
+        await append_job_event(store, current, seq, event)
+        log_event(log, "job.retried", job_id=job_id, user_id=job.user_id, attempt=attempt, cost=job.cost,
+                  requested_by=requested_by)
+        return jobs.evolve(current, event)
+
+    return await retry_on_conflict(put_back)
+
+
+ADJUSTMENT_ID_NAMESPACE = uuid.UUID("8f3d2c7e-4b1a-4e0f-9c6d-2a5b7e9f1c34")
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    adjustment_id: str
+    user_id: str
+    amount: int
+    reason: str
+    balance_after: int
+    replayed: bool
+
+
+async def adjust_credits(store: EventStore, user_id: str, amount: int, reason: str,
+                         idempotency_key: str | None) -> Adjustment:
+    """An operator's correction. The same idempotency key applies it once, forever.
+    UserNotFound; InvalidAmount; InsufficientCredits if it would take the balance below
+    zero; IdempotencyKeyReused when the key named a different adjustment."""
+    if not await store.exists(users.registered_subject(user_id)):
+        raise UserNotFound(f"user {user_id} not found")
+    adjustment_id = (str(uuid.uuid5(ADJUSTMENT_ID_NAMESPACE, f"{user_id}:{idempotency_key}"))
+                     if idempotency_key is not None else str(uuid.uuid4()))
+    subject = subjects.ledger(user_id, "adjusted", adjustment_id)
+    appended = await append_to_account(
+        store, user_id, lambda account: ledger.decide_adjustment(account, adjustment_id, amount, reason),
+        unique_subject=subject)
+    stored = await store.last(subject)
+    assert stored is not None
+    d = stored.event.data
+    if appended is None and (int(d["amount"]), d["reason"]) != (amount, reason):
+        raise IdempotencyKeyReused(f"idempotency_key {idempotency_key!r} already applied an adjustment of "
+                                   f"{d['amount']} ({d['reason']!r})")
+    if appended is not None:
+        log_event(log, "credits.adjusted", user_id=user_id, amount=amount, reason=reason,
+                  adjustment_id=adjustment_id)
+    return Adjustment(adjustment_id, user_id, int(d["amount"]), d["reason"], int(d["balance_after"]),
+                      replayed=appended is None)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from genrail_platform import logs
 from genrail_platform.db import make_engine
@@ -16,7 +18,7 @@ from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
 from . import errors
 from .body_limit import BodySizeLimit
-from .routes import credits, generate, jobs, users
+from .routes import admin, billing, credits, generate, jobs, media, users
 from .settings import ApiSettings
 
 log = logging.getLogger("genrail.api")
@@ -59,14 +61,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                              duplicate_window_s=settings.stream_duplicate_window_s)
         engine = make_engine(settings.database_url, pool_size=20)
         await wait_for_tables(engine)
+        if not settings.media_url_secret.get_secret_value():
+            log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
+                        "and differ between replicas; set MEDIA_URL_SECRET")
+            settings.media_url_secret = SecretStr(secrets.token_urlsafe(32))
         app.state.settings, app.state.log, app.state.engine, app.state.key_cache = settings, store, engine, {}
+        app.state.storage = settings.open()
         yield
+        await app.state.storage.close()
         await nc.drain()
         await engine.dispose()
 
     app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for router in (users.router, generate.router, jobs.router, credits.router):
+    for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,
+                   media.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="The API is up and connected")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
@@ -58,13 +58,72 @@ class ScrapeRequest(Strict):
         return {"url": str(self.url)}
 
 
+HexColor = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#1d4ed8"])]
+
+
+class ProductImage(Strict):
+    product_image_url: AnyHttpUrl | None = Field(None, description="An http(s) URL of the product photo",
+                                                 examples=["https://shop.example.com/img/boots.jpg"])
+
+    @field_validator("product_image_url")
+    @classmethod
+    def http_only(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if url is not None and url.scheme not in ("http", "https"):
+            raise ValueError("only http and https image URLs are accepted")
+        return url
+
+    def provider_image(self) -> dict[str, Any]:
+        return {"product_image": str(self.product_image_url)} if self.product_image_url else {}
+
+
+class StaticAdRequest(ProductImage):
+    headline: str = Field(min_length=1, max_length=120, examples=["Built for the long way round"])
+    cta: str = Field("", max_length=40, examples=["Shop the boots"])
+    style: Literal["bold", "minimal", "vibrant"] = "bold"
+    brand_colors: list[HexColor] = Field(default_factory=list, max_length=3)
+    width: int = Field(1080, ge=256, le=2048)
+    height: int = Field(1080, ge=256, le=2048)
+    idempotency_key: str | None = IdempotencyKey
+
+    def job_input(self) -> dict[str, Any]:
+        return {**self.model_dump(exclude={"idempotency_key", "product_image_url"}), **self.provider_image()}
+
+
+class UgcVideoRequest(ProductImage):
+    script: str = Field(min_length=1, max_length=600,
+                        examples=["I took these boots up Snowdon in the rain and my feet stayed dry."])
+    style: Literal["bold", "minimal", "vibrant"] = "vibrant"
+    duration_s: float = Field(3, ge=1, le=8, description="Length of the clip in seconds")
+    idempotency_key: str | None = IdempotencyKey
+
+    def job_input(self) -> dict[str, Any]:
+        return {**self.model_dump(exclude={"idempotency_key", "product_image_url"}), **self.provider_image()}
+
+
+class TtsRequest(Strict):
+    text: str = Field(min_length=1, max_length=5000, examples=["Meet the Trailblazer 2: dry feet, any trail."])
+    voice: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\- ]+$")
+    duration_s: float | None = Field(None, ge=0.5, le=30, description="Length of the audio; default from the text")
+    idempotency_key: str | None = IdempotencyKey
+
+    @field_validator("text")
+    @classmethod
+    def has_words(cls, text: str) -> str:
+        if not any(ch.isalnum() for ch in text):
+            raise ValueError("text must contain at least one word")
+        return text
+
+    def job_input(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"idempotency_key"}, exclude_none=True)
+
+
 class JobPublic(BaseModel):
     id: str
     type: JobType
     status: JobStatus
     cost: int
     input: dict[str, Any]
-    output: dict[str, Any] | None = None
+    output: dict[str, Any] | None = Field(None, description="The result; media files carry an expiring `url`")
     error: str | None = None
     attempt: int = 1
     batch_id: str | None = None

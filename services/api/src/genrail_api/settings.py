@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from functools import cached_property
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from genrail_events.jobs import JobType
-from genrail_platform.settings import CommonSettings
+from genrail_platform.payments.packs import CreditPack, parse_packs
+from genrail_platform.settings import CommonSettings, StorageSettings
+
+LOCAL_STRIPE_API_KEY = "sk_test_genrail_local"  # what the local stack gives its Stripe emulator
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(CommonSettings, StorageSettings):
     api_host: str = Field("127.0.0.1", description="Address the API listens on")
     api_port: int = Field(8000, description="Port the API listens on")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL users reach the API at")
@@ -18,9 +23,58 @@ class ApiSettings(CommonSettings):
     cost_ugc_video: int = 5
     cost_tts: int = 2
     cost_image_edit: int = 1
+    media_url_secret: SecretStr = Field(SecretStr(""), description="Signs media URLs of file storage")
+    media_url_ttl_s: int = Field(3600, description="How long a media URL stays valid")
     max_body_bytes: int = Field(64 * 1024, description="Largest JSON request body accepted")
     read_your_writes_timeout_s: float = Field(5.0, description="How long registration waits for its grant")
     admin_token: SecretStr | None = Field(None, description="Bearer token for /api/admin/*; unset disables admin")
+
+    credit_packs: str = Field(
+        "starter:100:900:usd,pro:1000:7900:usd",
+        description="Credit packs on sale: comma-separated id:credits:amount_cents:currency[:name]")
+    stripe_api_key: SecretStr | None = Field(
+        None, description="Stripe secret key (sk_... or rk_...); unset: checkout answers 503")
+    stripe_api_base: str | None = Field(
+        None, description="Stripe API base URL; unset: Stripe itself (the local stack sets the local provider)")
+    stripe_success_url: str | None = Field(
+        None, description="Where Checkout sends a buyer who paid; may contain {CHECKOUT_SESSION_ID}. "
+                          "Default: <PUBLIC_URL>/billing/success?session_id={CHECKOUT_SESSION_ID}")
+    stripe_cancel_url: str | None = Field(
+        None, description="Where Checkout sends a buyer who gave up. Default: <PUBLIC_URL>/billing/cancel")
+
+    @field_validator("credit_packs")
+    @classmethod
+    def _packs_parse(cls, spec: str) -> str:
+        parse_packs(spec)  # a ValueError naming the bad pack stops the start
+        return spec
+
+    @field_validator("stripe_api_key", "stripe_api_base", "stripe_success_url", "stripe_cancel_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _stripe_key_fits_its_api(self) -> ApiSettings:
+        key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
+        if key is not None and not key.startswith(("sk_", "rk_")):
+            raise ValueError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
+        if key == LOCAL_STRIPE_API_KEY and self.stripe_api_base is None:
+            raise ValueError("STRIPE_API_KEY is the local emulator's key but STRIPE_API_BASE is unset (Stripe "
+                             "itself): set your Stripe key, or STRIPE_API_BASE to the local provider")
+        return self
+
+    @cached_property
+    def packs(self) -> dict[str, CreditPack]:
+        return parse_packs(self.credit_packs)
+
+    @property
+    def checkout_success_url(self) -> str:
+        default = f"{self.public_url.rstrip('/')}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
+        return self.stripe_success_url or default
+
+    @property
+    def checkout_cancel_url(self) -> str:
+        return self.stripe_cancel_url or f"{self.public_url.rstrip('/')}/billing/cancel"
 
     def cost(self, job_type: JobType) -> int:
         return int(getattr(self, f"cost_{job_type.value}"))

@@ -21,6 +21,8 @@ POLICIES = {  # durable name: (stream, subject)
     "ledger-signup-grants": ("USERS", subjects.USER_REGISTERED_ALL),
     "ledger-refunds": ("JOBS", subjects.JOB_TRANSITIONED_ALL),
     "ledger-job-recovery": ("LEDGER", subjects.LEDGER_DEBITED_ALL),
+    "ledger-purchases": ("PAYMENTS", "payment.succeeded.>"),
+    "ledger-payment-reversals": ("PAYMENTS", "payment.reversed.>"),
 }
 
 
@@ -33,8 +35,12 @@ def create_app(settings: LedgerSettings) -> FastStream:
     def subscriber(durable: str):
         stream, subject = POLICIES[durable]
         return broker.subscriber(subject, stream=JStream(stream, declare=False), durable=durable,
-                                 pull_sub=PullSub(batch_size=100, timeout=0.5), ack_policy=AckPolicy.MANUAL)
+                                 pull_sub=PullSub(batch_size=100, timeout=1.0),
+                                 ack_policy=AckPolicy.MANUAL)
 
+    # Per-message handlers: FastStream handles one fetch's messages concurrently. Its batch
+    # mode (batch=True) is avoided: its pull loop dies on the asyncio.TimeoutError nats-py
+    # raises when a partial fetch runs out of time, stalling messages for the ack wait.
     async def run(msg: NatsMessage, durable: str, work) -> None:
         await settle(msg.raw_message, state["store"].js, consumer=durable,
                      max_deliver=settings.ledger_max_deliver, work=work)
@@ -51,6 +57,14 @@ def create_app(settings: LedgerSettings) -> FastStream:
     @subscriber("ledger-job-recovery")
     async def on_debited(msg: NatsMessage) -> None:
         await run(msg, "ledger-job-recovery", lambda e: policies.create_job_from_debit(state["store"], e))
+
+    @subscriber("ledger-purchases")
+    async def on_payment_succeeded(msg: NatsMessage) -> None:
+        await run(msg, "ledger-purchases", lambda e: policies.credit_purchase(state["store"], e))
+
+    @subscriber("ledger-payment-reversals")
+    async def on_payment_reversed(msg: NatsMessage) -> None:
+        await run(msg, "ledger-payment-reversals", lambda e: policies.reverse_payment(state["store"], e))
 
     @app.on_startup
     async def prepare() -> None:

@@ -4,13 +4,18 @@ entry already on that subject means the policy already ran."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import TypeVar
 
 from genrail_events import jobs, ledger, subjects
 from genrail_events.envelope import Event
-from genrail_platform.accounts import append_to_account
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore
+from genrail_platform.accounts import append_to_account, load_account
+from genrail_platform.consumers import Retry
+from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
+from genrail_platform.jobstore import append_job_event, load_job
 from genrail_platform.logs import event as log_event
+from genrail_platform.payments.stripe_events import PaymentReversed, PaymentSucceeded, resolve_reversal
 
 log = logging.getLogger("genrail.ledger")
 
@@ -43,7 +48,8 @@ async def create_job_from_debit(store: EventStore, debited: Event) -> None:
     appends, the job is created here from the request the debit carries."""
     d = debited.data
     if int(d["attempt"]) != 1:
-        return  # a retry's debit belongs to a job that exists already
+        await retry_job_from_debit(store, debited)  # a retry's debit belongs to a job that exists already
+        return
     request = d["job"]
     created = jobs.job_created(d["job_id"], d["user_id"], jobs.JobType(request["type"]), int(request["cost"]),
                                request["input"], batch_id=request.get("batch_id"))
@@ -54,3 +60,82 @@ async def create_job_from_debit(store: EventStore, debited: Event) -> None:
         return  # the API created it, as it normally does
     log_event(log, "job.created", job_id=d["job_id"], user_id=d["user_id"], type=request["type"],
               recovered_from_debit=True)
+
+
+async def retry_job_from_debit(store: EventStore, debited: Event) -> None:
+    """A retry's debit is the authoritative 'charge and retry': if the API died between the
+    debit and `job.retried`, the job is retried here. When the job is already at that
+    attempt (the API appended it, as it normally does), nothing happens."""
+    d = debited.data
+    attempt = int(d["attempt"])
+
+    async def once() -> None:
+        job, seq = await load_job(store, d["job_id"])
+        if job is None or job.attempt >= attempt:
+            return
+        if job.attempt != attempt - 1 or job.status not in jobs.RETRYABLE_STATUSES:
+            log.error("job.retry_unrecoverable", extra={"job_id": job.id, "attempt": attempt,
+                                                        "status": str(job.status), "job_attempt": job.attempt})
+            return
+        requested_by = str(d["job"].get("requested_by") or "recovered from debit")
+        await append_job_event(store, job, seq, jobs.decide_retry(job, requested_by=requested_by))
+        log_event(log, "job.retried", job_id=job.id, user_id=job.user_id, attempt=attempt,
+                  recovered_from_debit=True)
+
+    await retry_on_conflict(once)
+
+
+# --- payments -----------------------------------------------------------------------
+
+_Payment = TypeVar("_Payment", PaymentSucceeded, PaymentReversed)
+
+
+def payment_from_event(cls: type[_Payment], event: Event) -> _Payment:
+    """`payment.succeeded` and `payment.reversed` carry the interpreted Stripe event as data."""
+    return cls(**{f.name: event.data[f.name] for f in dataclasses.fields(cls)})
+
+
+async def credit_purchase(store: EventStore, succeeded: Event) -> None:
+    purchase = payment_from_event(PaymentSucceeded, succeeded)
+    appended = await append_to_account(
+        store, purchase.user_id,
+        lambda account: ledger.decide_purchase(account, purchase.payment_id, purchase.credits, purchase.pack),
+        unique_subject=subjects.ledger(purchase.user_id, "purchased", purchase.payment_id))
+    if appended:
+        log_event(log, "credits.purchased", user_id=purchase.user_id, payment_id=purchase.payment_id,
+                  amount=purchase.credits, pack=purchase.pack)
+
+
+async def reverse_payment(store: EventStore, reversed_event: Event) -> None:
+    """Take back what a refund or a lost dispute reverses of a purchase. The purchase on the
+    log is the authority for the user and the credits (a dispute names neither); until the
+    purchase is credited, the reversal waits (Retry), so it is never lost nor applied early.
+    Totals are cumulative: only what is due beyond earlier reversals is taken back."""
+    reversal = payment_from_event(PaymentReversed, reversed_event)
+    recorded = await store.last(subjects.payment("succeeded", reversal.payment_id))
+    if recorded is None:
+        raise Retry(f"payment {reversal.payment_id}: {reversal.reason} received before its purchase")
+    purchase = payment_from_event(PaymentSucceeded, recorded.event)
+    resolved = resolve_reversal(reversal, purchase)  # ValueError (to the DLQ) if the users differ
+    user_id, total = purchase.user_id, int(resolved.credits or 0)
+    if not await store.exists(subjects.ledger(user_id, "purchased", purchase.payment_id)):
+        raise Retry(f"payment {reversal.payment_id}: {reversal.reason} received before its purchase is credited")
+    prior_filter = subjects.ledger(user_id, "reversed", purchase.payment_id) + ".>"
+
+    async def attempt() -> ledger.Entry | None:
+        # The account is read first: a reversal appended after this read conflicts on append.
+        account, seq = await load_account(store, user_id)
+        prior = [(str(s.event.data["reason"]), int(s.event.data["amount"]))
+                 for s in await store.read(prior_filter)]
+        entry = ledger.decide_payment_reversal(account, purchase.payment_id, purchase.credits, prior,
+                                               reversal.reason, total)
+        if entry is not None:
+            await store.append(entry.subject, entry.event, msg_id=entry.msg_id, expect_last_seq=seq,
+                               expect_filter=subjects.ledger_account(user_id))
+        return entry
+
+    entry = await retry_on_conflict(attempt)
+    if entry is not None:
+        log_event(log, "credits.reversed", user_id=user_id, payment_id=purchase.payment_id,
+                  amount=entry.event.data["amount"], reason=reversal.reason,
+                  balance_after=entry.event.data["balance_after"], stripe_event_id=reversal.stripe_event_id)

@@ -16,6 +16,7 @@ from genrail_platform.db import make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
 from .deadlines import DeadlineSweeper, cancel_at_provider
+from .limits import Limiter
 from .providers import Providers
 from .settings import PipelineSettings
 from .worker import Worker
@@ -32,9 +33,13 @@ def create_app(settings: PipelineSettings) -> FastStream:
     state: dict = {}
     stop = asyncio.Event()
 
+    # max_workers: fetched jobs go to a pool of workers, so one slow provider call does not
+    # hold back the next fetch (a plain pull subscriber waits for the whole batch). Fetch
+    # timeouts stay >= 1 s: FastStream's pull loop restarts on the asyncio.TimeoutError
+    # nats-py raises when a short fetch deadline runs out, which costs a pause each time.
     @broker.subscriber("job.>", stream=JStream("JOBS", declare=False), durable=DURABLE,
-                       pull_sub=PullSub(batch_size=settings.pipeline_batch_size, timeout=0.2),
-                       ack_policy=AckPolicy.MANUAL)
+                       pull_sub=PullSub(batch_size=settings.pipeline_batch_size, timeout=1.0),
+                       max_workers=settings.pipeline_max_concurrent, ack_policy=AckPolicy.MANUAL)
     async def on_job(msg: NatsMessage) -> None:
         worker: Worker = state["worker"]
         meta = msg.raw_message.metadata
@@ -44,13 +49,11 @@ def create_app(settings: PipelineSettings) -> FastStream:
                      on_exhausted=lambda event, reason: worker.fail(event.aggregate_id, reason))
 
     @broker.subscriber(subjects.JOB_TRANSITIONED_ALL, stream=JStream("JOBS", declare=False), durable=CANCELLATIONS,
-                       pull_sub=PullSub(batch_size=200, timeout=0.2, batch=True), ack_policy=AckPolicy.MANUAL)
-    async def on_transitioned(batch: NatsMessage) -> None:
-        await asyncio.gather(*(settle(raw, state["store"].js, consumer=CANCELLATIONS,
-                                      max_deliver=CANCELLATIONS_MAX_DELIVER,
-                                      work=lambda event: cancel_at_provider(state["store"], state["providers"],
-                                                                            event.data))
-                               for raw in batch.raw_message))
+                       pull_sub=PullSub(batch_size=100, timeout=1.0), ack_policy=AckPolicy.MANUAL)
+    async def on_transitioned(msg: NatsMessage) -> None:
+        await settle(msg.raw_message, state["store"].js, consumer=CANCELLATIONS,
+                     max_deliver=CANCELLATIONS_MAX_DELIVER,
+                     work=lambda event: cancel_at_provider(state["store"], state["providers"], event.data))
 
     @app.on_startup
     async def prepare() -> None:
@@ -66,11 +69,13 @@ def create_app(settings: PipelineSettings) -> FastStream:
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
                                  limits=httpx.Limits(max_connections=200))
         store, storage = EventStore(nc), settings.open()
-        providers = Providers(settings, http)
+        providers = Providers(settings, http, storage)
+        limiter = Limiter(settings.pipeline_max_per_user,
+                          {"image_edit": settings.pipeline_max_image_edits, "scrape": settings.pipeline_max_scrapes})
         engine = make_engine(settings.database_url, pool_size=2)
         sweeper = DeadlineSweeper(store, engine, storage, providers, settings)
         state.update(nc=nc, store=store, http=http, storage=storage, engine=engine, providers=providers,
-                     worker=Worker(store, providers, settings), sweeper=asyncio.create_task(sweeper.run(stop)))
+                     worker=Worker(store, providers, settings, limiter), sweeper=asyncio.create_task(sweeper.run(stop)))
 
     @app.on_shutdown
     async def close() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from genrail_platform import logs
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
+from . import replicate, stripe
 from .settings import WebhooksSettings
 
 
@@ -23,11 +25,17 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
         await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
                              duplicate_window_s=settings.stream_duplicate_window_s)
         app.state.settings, app.state.log = settings, EventStore(nc)
+        app.state.storage = settings.open()
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
         yield
+        await app.state.http.aclose()
+        await app.state.storage.close()
         await nc.drain()
 
     app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan,
                   description="Signed callbacks from providers and payment events.")
+    app.include_router(stripe.router)
+    app.include_router(replicate.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -7,7 +7,8 @@ from genrail_events.jobs import JobType
 from .. import handlers
 from ..deps import CurrentUser, LogDep, SettingsDep
 from ..read_models import job_to_dict
-from ..schemas import ERRORS, PAYMENT_REQUIRED, CopyRequest, JobPublic, ScrapeRequest
+from ..schemas import (ERRORS, PAYMENT_REQUIRED, CopyRequest, JobPublic, ScrapeRequest, StaticAdRequest, TtsRequest,
+                       UgcVideoRequest)
 
 router = APIRouter(prefix="/api/generate", tags=["generate"])
 RESPONSES = {**PAYMENT_REQUIRED, 401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422]}
@@ -33,3 +34,24 @@ async def generate_copy(body: CopyRequest, user_id: CurrentUser, log: LogDep, se
 async def generate_scrape(body: ScrapeRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
                           response: Response) -> JobPublic:
     return await _create(log, settings, user_id, JobType.scrape, body, response)
+
+
+@router.post("/static-ad", status_code=202, response_model=JobPublic, responses=RESPONSES,
+             summary="Compose a static ad image (completes later, by provider webhook)")
+async def generate_static_ad(body: StaticAdRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
+                             response: Response) -> JobPublic:
+    return await _create(log, settings, user_id, JobType.static_ad, body, response)
+
+
+@router.post("/ugc-video", status_code=202, response_model=JobPublic, responses=RESPONSES,
+             summary="Make a short UGC-style product video (completes later, by provider webhook)")
+async def generate_ugc_video(body: UgcVideoRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
+                             response: Response) -> JobPublic:
+    return await _create(log, settings, user_id, JobType.ugc_video, body, response)
+
+
+@router.post("/tts", status_code=202, response_model=JobPublic, responses=RESPONSES,
+             summary="Turn text into speech (completes later, by provider webhook)")
+async def generate_tts(body: TtsRequest, user_id: CurrentUser, log: LogDep, settings: SettingsDep,
+                       response: Response) -> JobPublic:
+    return await _create(log, settings, user_id, JobType.tts, body, response)

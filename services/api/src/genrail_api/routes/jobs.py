@@ -9,8 +9,9 @@ from genrail_events.jobs import JobStatus, JobType
 from genrail_platform.jobstore import load_job
 
 from .. import handlers, read_models
-from ..deps import CurrentUser, DbDep, LogDep
+from ..deps import CurrentUser, DbDep, LogDep, SettingsDep, StorageDep
 from ..errors import ApiError, NotFound
+from ..media import present_job
 from ..schemas import ERRORS, JobPage, JobPublic
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -27,16 +28,17 @@ async def find_job(db, log, job_id: str) -> dict | None:
 
 @router.get("/{job_id}", response_model=JobPublic, responses={401: ERRORS[401], 404: ERRORS[404]},
             summary="One of your jobs")
-async def get_job(job_id: JobId, user_id: CurrentUser, db: DbDep, log: LogDep) -> JobPublic:
+async def get_job(job_id: JobId, user_id: CurrentUser, db: DbDep, log: LogDep, storage: StorageDep,
+                  settings: SettingsDep) -> JobPublic:
     job = await find_job(db, log, str(job_id))
     if job is None or job["user_id"] != user_id:
         raise NotFound(f"job {job_id} not found")
-    return JobPublic(**job)
+    return JobPublic(**await present_job(job, storage, settings))
 
 
 @router.get("", response_model=JobPage, responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422]},
             summary="Your jobs, newest first")
-async def list_jobs(user_id: CurrentUser, db: DbDep,
+async def list_jobs(user_id: CurrentUser, db: DbDep, storage: StorageDep, settings: SettingsDep,
                     status: Annotated[JobStatus | None, Query()] = None,
                     type: Annotated[JobType | None, Query()] = None,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -46,7 +48,8 @@ async def list_jobs(user_id: CurrentUser, db: DbDep,
                                                          cursor=cursor, limit=limit)
     except read_models.BadCursor as exc:
         raise ApiError(str(exc)) from None
-    return JobPage(items=[JobPublic(**i) for i in items], next_cursor=next_cursor)
+    return JobPage(items=[JobPublic(**await present_job(i, storage, settings)) for i in items],
+                   next_cursor=next_cursor)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,

@@ -1,0 +1,66 @@
+"""POST /webhooks/replicate: Replicate's prediction callbacks, verified first, then applied
+to the job they belong to. The job id and attempt ride in the webhook URL we gave Replicate,
+so a callback that arrives before the pipeline recorded the prediction id still finds its job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from genrail_platform import webhook_signing
+from genrail_platform.predictions import OutputDownloadFailed, apply_prediction
+
+log = logging.getLogger("genrail.webhooks")
+router = APIRouter(tags=["providers"])
+_in_flight: dict[str, asyncio.Lock] = {}
+
+
+@router.post("/webhooks/replicate", summary="A Replicate prediction callback (Standard Webhooks signed)",
+             responses={200: {"description": "Applied, or nothing to do"},
+                        400: {"description": "Timestamp outside the tolerance, or not a prediction"},
+                        401: {"description": "Missing or bad signature"},
+                        503: {"description": "Outputs could not be fetched yet: deliver again"}})
+async def replicate_callback(request: Request,
+                             job_id: Annotated[str | None, Query(max_length=64)] = None,
+                             attempt: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
+    settings = request.app.state.settings
+    body = await request.body()
+    try:
+        webhook_id = webhook_signing.verify(settings.replicate_webhook_secret.get_secret_value(), request.headers,
+                                            body, tolerance_s=settings.webhook_tolerance_s)
+    except webhook_signing.WebhookTimestampOutOfRange as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    except webhook_signing.WebhookVerificationError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=401)
+    try:
+        prediction = json.loads(body)
+        assert isinstance(prediction, dict) and "status" in prediction
+        job_id = str(uuid.UUID(job_id)) if job_id else None
+    except (ValueError, AssertionError):
+        return JSONResponse({"detail": "body is not a prediction object, or job_id is not a UUID"}, status_code=400)
+    if job_id is None:
+        log.warning("webhook.unknown_prediction", extra={"prediction_id": prediction.get("id"), "webhook_id": webhook_id})
+        return JSONResponse({"status": "ignored", "reason": "no job for this prediction"})
+    # Concurrent deliveries of one webhook wait for the first instead of downloading again.
+    lock = _in_flight.setdefault(webhook_id, asyncio.Lock())
+    try:
+        async with lock:
+            outcome = await apply_prediction(
+                request.app.state.log, request.app.state.storage, request.app.state.http, job_id, attempt,
+                prediction, max_bytes=settings.max_output_bytes, timeout_s=settings.output_download_timeout_s)
+    except OutputDownloadFailed as exc:
+        log.warning("webhook.output_unavailable", extra={"job_id": job_id, "reason": str(exc)})
+        return JSONResponse({"detail": f"outputs not available yet: {exc}"}, status_code=503)
+    finally:
+        if not lock.locked():
+            _in_flight.pop(webhook_id, None)
+    log.info("webhook.applied", extra={"job_id": job_id, "prediction_id": prediction.get("id"),
+                                       "status": prediction.get("status"), "outcome": outcome,
+                                       "webhook_id": webhook_id})
+    return JSONResponse({"status": "ok", "outcome": outcome})

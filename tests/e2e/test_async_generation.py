@@ -1,0 +1,200 @@
+"""Async generation through Replicate's protocol: the local provider does the work and calls
+back signed as Replicate signs; outputs land in storage behind expiring URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import uuid
+import wave
+
+import httpx
+import pytest
+from PIL import Image
+
+from genrail_platform import webhook_signing
+from tests.conftest import new_stack
+from tests.helpers import ledger_events, register, wait_for_job, wait_until
+
+pytestmark = pytest.mark.e2e
+
+AD = {"headline": "Built for the long way round", "cta": "Shop now", "style": "vibrant"}
+
+
+async def _download(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.get(url)
+
+
+async def test_a_static_ad_completes_by_signed_webhook_and_its_url_downloads_a_png(api, shop):
+    user = await register(api)
+    created = await api.post("/api/generate/static-ad", headers=user.headers,
+                             json={**AD, "product_image_url": shop.url("/img/product.png")})
+    assert created.status_code == 202, created.text
+    assert created.json()["cost"] == 3
+    job = await wait_for_job(api, user, created.json()["id"], {"completed", "failed", "expired"})
+    assert job["status"] == "completed", job
+    [file] = job["output"]["files"]
+    assert file["content_type"] == "image/png"
+    image = Image.open(io.BytesIO((await _download(file["url"])).content))
+    assert image.format == "PNG" and image.size == (1080, 1080)
+    assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 7
+
+
+async def test_a_ugc_video_and_a_tts_job_produce_playable_files(api):
+    user = await register(api)
+    video = (await api.post("/api/generate/ugc-video", headers=user.headers,
+                            json={"script": "Dry feet on a wet day", "duration_s": 1})).json()
+    speech = (await api.post("/api/generate/tts", headers=user.headers,
+                             json={"text": "Dry feet, any trail.", "duration_s": 1.5})).json()
+    video_job = await wait_for_job(api, user, video["id"], {"completed", "failed"})
+    speech_job = await wait_for_job(api, user, speech["id"], {"completed", "failed"})
+    clip = Image.open(io.BytesIO((await _download(video_job["output"]["files"][0]["url"])).content))
+    assert clip.format == "WEBP" and getattr(clip, "n_frames", 1) > 1
+    audio = wave.open(io.BytesIO((await _download(speech_job["output"]["files"][0]["url"])).content))
+    assert abs(audio.getnframes() / audio.getframerate() - 1.5) < 0.01
+
+
+async def test_media_urls_are_signed_and_expire(api, stack):
+    user = await register(api)
+    job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Hello there"})).json()["id"]
+    job = await wait_for_job(api, user, job_id, {"completed"})
+    url = job["output"]["files"][0]["url"]
+    token = url.rsplit("/", 1)[1]
+    forged = url.replace(token, token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+    assert (await _download(forged)).status_code == 404
+    from genrail_platform.media_urls import sign_media_token
+
+    secret = stack.local_secrets()["media_url"]
+    key = job["output"]["files"][0]["key"]
+    expired = sign_media_token(key, int(time.time()) - 1, secret)
+    response = await _download(f"{stack.api_url}/api/media/{expired}")
+    assert response.status_code == 410 and "expired" in response.json()["detail"]
+
+
+def _signed(stack, job_id: str, prediction: dict, *, webhook_id: str | None = None,
+            timestamp: int | None = None, secret: str | None = None) -> tuple[str, bytes, dict]:
+    body = json.dumps(prediction).encode()
+    headers = webhook_signing.sign(secret or stack.local_secrets()["replicate_webhook"],
+                                   webhook_id or f"msg_{uuid.uuid4().hex}", timestamp or int(time.time()), body)
+    return f"{stack.webhooks_url}/webhooks/replicate?job_id={job_id}&attempt=1", body, headers
+
+
+async def test_a_webhook_delivered_five_times_at_once_before_the_prediction_was_recorded_applies_once(
+        api, log, stack, shop):
+    stack.kill("pipeline")  # nobody submits: the callback arrives before any prediction id is recorded
+    try:
+        user = await register(api)
+        job_id = (await api.post("/api/generate/static-ad", headers=user.headers, json=AD)).json()["id"]
+        prediction = {"id": "pred_dup", "status": "succeeded", "output": [shop.url("/img/product.png")],
+                      "error": None, "metrics": {"predict_time": 0.1}}
+        url, body, headers = _signed(stack, job_id, prediction, webhook_id="msg_same_for_all_retries")
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(*(client.post(url, content=body, headers=headers) for _ in range(5)))
+        assert {a.status_code for a in answers} == {200}
+    finally:
+        stack.start_service("pipeline")
+    job = await wait_for_job(api, user, job_id, {"completed"})
+    history = [s.event.data.get("to") for s in await log.read(f"job.*.{job_id}")]
+    assert history == [None, "processing", "completed"]
+    stored = list((stack.data_dir / "media" / "jobs" / job_id).rglob("*"))
+    assert [p.name for p in stored if p.is_file()] == ["output-0.png"]
+    assert job["output"]["prediction_id"] == "pred_dup"
+    await asyncio.sleep(1)  # the pipeline, back, finds the job final and leaves it alone
+    assert [s.event.data.get("to") for s in await log.read(f"job.*.{job_id}")] == history
+
+
+async def test_forged_unsigned_and_stale_webhooks_are_rejected_and_change_nothing(api, log, stack):
+    user = await register(api)
+    job_id = (await api.post("/api/generate/tts", headers=user.headers,
+                             json={"text": "Nothing to see"})).json()["id"]
+    await wait_for_job(api, user, job_id, {"completed"})
+    before = await log.read(f"job.*.{job_id}")
+    prediction = {"id": "pred_forged", "status": "failed", "error": "forged"}
+    url, body, headers = _signed(stack, job_id, prediction, secret=webhook_signing.new_secret())
+    async with httpx.AsyncClient(timeout=30) as client:
+        forged = await client.post(url, content=body, headers=headers)
+        unsigned = await client.post(url, content=body)
+        url, body, headers = _signed(stack, job_id, prediction, timestamp=int(time.time()) - 3600)
+        stale = await client.post(url, content=body, headers=headers)
+        tampered_url, _, tampered_headers = _signed(stack, job_id, prediction)
+        tampered = await client.post(tampered_url, content=body.replace(b"forged", b"F0rged"),
+                                     headers=tampered_headers)
+    assert (forged.status_code, unsigned.status_code, stale.status_code, tampered.status_code) == (401, 401, 400, 401)
+    assert "timestamp" in stale.json()["detail"]
+    assert len(await log.read(f"job.*.{job_id}")) == len(before)
+
+
+async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api, log, stack):
+    user = await register(api)
+    job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "On time"})).json()["id"]
+    job = await wait_for_job(api, user, job_id, {"completed"})
+    history = await log.read(f"job.*.{job_id}")
+    for status in ("processing", "failed"):
+        url, body, headers = _signed(stack, job_id, {"id": job["output"]["prediction_id"], "status": status})
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(url, content=body, headers=headers)).status_code == 200
+    assert len(await log.read(f"job.*.{job_id}")) == len(history)
+    refunds = [e for e in await ledger_events(log, user.id) if e.data["kind"] == "refunded"]
+    assert refunds == []
+
+
+async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refunds(api, log, stack):
+    user = await register(api)
+    # The local provider takes 0.5 s per prediction; cancel as soon as it is submitted.
+    job_id = (await api.post("/api/generate/ugc-video", headers=user.headers,
+                             json={"script": "cancel me", "duration_s": 8})).json()["id"]
+    job = await wait_for_job(api, user, job_id, {"processing", "completed"})
+    if job["status"] == "completed":
+        pytest.skip("the provider finished before the cancel could be sent")
+    canceled = await api.post(f"/api/jobs/{job_id}/cancel", headers=user.headers)
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    prediction_id = (await log.read(f"job.transitioned.{job_id}"))[0].event.data["prediction_id"]
+
+    async def prediction_canceled() -> bool:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"{stack.localprovider_url}/v1/predictions/{prediction_id}",
+                                      headers={"Authorization": "Bearer r8_genrail_local"})
+        return answer.json()["status"] == "canceled"
+
+    await wait_until(prediction_canceled)
+    await wait_until(lambda: _refunds(log, user.id))
+    assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
+
+
+async def _refunds(log, user_id: str) -> list:
+    return [e for e in await ledger_events(log, user_id) if e.data["kind"] == "refunded"]
+
+
+@pytest.fixture(scope="module")
+def silent_provider_stack(tmp_path_factory):
+    """A provider that never calls back and never finishes in time; deadlines of 2 s."""
+    stack = new_stack(tmp_path_factory.mktemp("silent"), env={
+        "LOCALPROVIDER_NEVER_CALL_BACK": "true", "LOCALPROVIDER_DELAY_S": "60",
+        "DEADLINE_STATIC_AD_S": "2", "DEADLINE_TTS_S": "2", "DEADLINE_UGC_VIDEO_S": "2",
+        "DEADLINE_SWEEP_INTERVAL_S": "0.5"}).start()
+    yield stack
+    stack.stop()
+
+
+async def test_a_job_whose_provider_never_calls_back_expires_and_is_refunded_exactly_once(silent_provider_stack):
+    stack = silent_provider_stack
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        user = await register(api)
+        job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Anyone?"})).json()["id"]
+        job = await wait_for_job(api, user, job_id, {"expired", "completed", "failed"}, timeout_s=30)
+        assert job["status"] == "expired" and "no result from the provider" in job["error"]
+        from genrail_platform.eventstore import EventStore, connect
+
+        nc = await connect(stack.nats_url, "test")
+        try:
+            log = EventStore(nc)
+            await wait_until(lambda: _refunds(log, user.id))
+            await asyncio.sleep(1.5)  # more sweeps pass: still one refund
+            refunds = await _refunds(log, user.id)
+            assert [(r.data["job_id"], r.data["attempt"]) for r in refunds] == [(job_id, 1)]
+        finally:
+            await nc.close()
+        assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
