@@ -80,3 +80,15 @@ def test_events_round_trip_through_bytes() -> None:
 
     event = jobs.job_created("j1", "u1", JobType.copy, 1, {"product_name": "Boots"}, now=NOW)
     assert Event.from_bytes(event.to_bytes()) == event
+
+
+def test_provider_failures_are_counted_per_attempt_and_reset_by_a_retry() -> None:
+    job = job_in(S.processing)
+    job = jobs.evolve(job, jobs.provider_failed(job, "timeout"))
+    job = jobs.evolve(job, jobs.provider_failed(job, "503"))
+    assert job.failures == 2 and job.status is S.processing
+    failed = jobs.evolve(job, jobs.decide_transition(job, S.failed, error="503"))
+    retried = jobs.evolve(failed, jobs.decide_retry(failed, requested_by="admin"))
+    assert retried.failures == 0
+    stale = jobs.provider_failed(job, "late")  # from attempt 1, arriving after the retry
+    assert jobs.evolve(retried, stale).failures == 0

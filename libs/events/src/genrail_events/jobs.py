@@ -84,7 +84,7 @@ class Job:
     error: str | None = None
     prediction_id: str | None = None
     batch_id: str | None = None
-    deadline_s: float | None = None
+    failures: int = 0  # transient provider failures of the current attempt
     history: tuple[str, ...] = field(default=(), compare=False)
 
 
@@ -134,6 +134,13 @@ def decide_retry(job: Job, *, requested_by: str, now: datetime | None = None) ->
     )
 
 
+def provider_failed(job: Job, error: str, *, now: datetime | None = None) -> Event:
+    """A transient provider failure, recorded so that retries count failures, not deliveries."""
+    return Event(type="job.provider_failed", aggregate_id=job.id, occurred_at=now or utcnow(),
+                 data={"job_id": job.id, "user_id": job.user_id, "attempt": job.attempt, "error": error,
+                       "failures": job.failures + 1})
+
+
 def subject_for(event: Event) -> str:
     kind = event.type.split(".", 1)[1]
     return subjects.job(kind, event.aggregate_id)
@@ -159,9 +166,11 @@ def evolve(job: Job | None, event: Event) -> Job:
             prediction_id=d.get("prediction_id") or job.prediction_id,
             history=(*job.history, d["to"]),
         )
+    if event.type == "job.provider_failed":
+        return replace(job, failures=d["failures"]) if d["attempt"] == job.attempt else job
     if event.type == "job.retried":
         return replace(job, status=JobStatus.pending, attempt=d["attempt"], output=None, error=None,
-                       prediction_id=None, updated_at=event.occurred_at,
+                       prediction_id=None, failures=0, updated_at=event.occurred_at,
                        history=(*job.history, str(JobStatus.pending)))
     return job  # unknown job events (newer producers) do not change what we know
 

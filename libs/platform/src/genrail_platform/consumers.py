@@ -45,6 +45,18 @@ class Retry(Exception):
         self.delay_s = delay_s
 
 
+class Defer(Exception):
+    """Not now (no capacity): deliver again after `delay_s`. Not a failure."""
+
+    def __init__(self, delay_s: float):
+        super().__init__(f"deferred for {delay_s}s")
+        self.delay_s = delay_s
+
+
+class DeadLetter(Exception):
+    """Give up on this message now: it goes to the DLQ with this reason."""
+
+
 def backoff_s(num_delivered: int) -> float:
     return min(30.0, 0.5 * 2 ** (num_delivered - 1))
 
@@ -75,6 +87,13 @@ async def settle(raw: Msg, js: JetStreamContext, *, consumer: str, max_deliver: 
         return
     try:
         await work(event)
+    except Defer as exc:
+        await raw.nak(delay=exc.delay_s)
+        return
+    except DeadLetter as exc:
+        await dead_letter(js, raw, consumer=consumer, reason=str(exc))
+        await raw.term()
+        return
     except Exception as exc:  # noqa: BLE001 - every failure is settled: retried or dead-lettered
         reason = str(exc) or type(exc).__name__
         if num_delivered >= max_deliver:

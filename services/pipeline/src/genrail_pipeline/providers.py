@@ -9,15 +9,20 @@ import httpx
 from genrail_events.jobs import Job, JobType
 from genrail_platform.localwork.copy import generate_copy
 from genrail_platform.providers.openai_chat import OpenAIChatClient
+from genrail_platform.providers.openai_images import OpenAIImagesClient
 from genrail_platform.providers.replicate import ReplicateClient
 from genrail_platform.providers.scrape import scrape
+from genrail_platform.storage import Storage
 
 from .settings import PipelineSettings
 
 
 class Providers:
-    def __init__(self, settings: PipelineSettings, http: httpx.AsyncClient):
-        self.settings, self.http = settings, http
+    def __init__(self, settings: PipelineSettings, http: httpx.AsyncClient, storage: Storage):
+        self.settings, self.http, self.storage = settings, http, storage
+        self.images = OpenAIImagesClient(settings.openai_images_base_url,
+                                         settings.openai_images_api_key.get_secret_value(), http,
+                                         model=settings.image_edit_model)
         self.chat = OpenAIChatClient(settings.openai_base_url, settings.openai_api_key.get_secret_value(), http,
                                      settings.openai_chat_model)
         self.replicate = ReplicateClient(settings.replicate_base_url,
@@ -42,4 +47,17 @@ class Providers:
         if job.type is JobType.scrape:
             return await scrape(job.input["url"], self.http, max_bytes=self.settings.scrape_max_bytes,
                                 timeout_s=self.settings.scrape_timeout_s)
-        raise NotImplementedError(f"{job.type} jobs are not run inline")
+        if job.type is JobType.image_edit:
+            return await self.edit_image(job)
+        raise ValueError(f"{job.type} jobs are not run inline")
+
+    async def edit_image(self, job: Job) -> dict[str, Any]:
+        """Edit the uploaded image with the batch's prompt; the result goes to storage."""
+        source_key = job.input["image_key"]
+        source = await self.storage.get(source_key)
+        [edited] = await self.images.edit([(source_key.rsplit("/", 1)[-1], source, job.input["content_type"])],
+                                          job.input["prompt"], output_format="png")
+        key = f"jobs/{job.id}/{job.attempt}/edited.png"
+        await self.storage.put(key, edited, "image/png")
+        return {"files": [{"key": key, "content_type": "image/png", "size": len(edited)}],
+                "source_key": source_key, "index": job.input["index"]}

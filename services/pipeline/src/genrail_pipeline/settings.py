@@ -9,14 +9,26 @@ from genrail_platform.settings import CommonSettings, StorageSettings
 
 
 class PipelineSettings(CommonSettings, StorageSettings):
-    pipeline_max_deliver: int = Field(3, description="Deliveries of a job before it fails and goes to the DLQ")
+    pipeline_provider_attempts: int = Field(3, description="Provider failures of an attempt before the job fails "
+                                                            "and its message goes to the DLQ")
+    pipeline_max_deliver: int = Field(200, description="Safety net: deliveries (deferrals included) before the DLQ")
+    pipeline_max_concurrent: int = Field(64, description="Jobs handled at once by one pipeline process")
+    pipeline_max_per_user: int = Field(4, description="Jobs of one user handled at once by one process")
+    pipeline_max_image_edits: int = Field(8, description="Image edits in flight at once (provider rate limit)")
+    pipeline_max_scrapes: int = Field(16, description="Scrapes in flight at once")
+    pipeline_defer_s: float = Field(0.5, description="How long a job without a free slot waits")
     pipeline_ack_wait_s: float = Field(60.0, description="A delivery not acked by then is redelivered")
-    pipeline_batch_size: int = Field(64, description="Jobs fetched per pull; handled concurrently")
+    pipeline_batch_size: int = Field(64, description="Jobs fetched per pull")
 
     copy_provider: Literal["local", "openai"] = Field("local", description="Who writes ad copy")
     openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible API base")
     openai_api_key: SecretStr = Field(SecretStr(""), description="Key for the OpenAI-compatible API")
     openai_chat_model: str = Field("gpt-4o-mini", description="Chat model for ad copy")
+
+    openai_images_base_url: str = Field("https://api.openai.com/v1",
+                                        description="Base of the OpenAI-compatible image edit API")
+    openai_images_api_key: SecretStr = Field(SecretStr(""), description="Key for the image edit API")
+    image_edit_model: str = Field("gpt-image-1", description="Image edit model")
 
     scrape_max_bytes: int = Field(2_000_000, description="Largest page a scrape downloads")
     scrape_timeout_s: float = Field(10.0, description="Timeout of one scrape fetch")

@@ -1,7 +1,8 @@
 """Running one job: pending -> processing -> completed | failed, safe to redeliver.
 
-A redelivered job (the worker died, or a provider failed transiently) is picked up from
-its state on the log: a final job is acked and left alone, a processing one is run again.
+A redelivered job (the worker died, a provider failed transiently, or no slot was free) is
+picked up from its state on the log: a final job is acked and left alone, a processing one
+is run again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import os
 
 from genrail_events import jobs
 from genrail_events.envelope import Event
-from genrail_platform.consumers import Retry
-from genrail_platform.eventstore import EventStore
-from genrail_platform.jobstore import load_job, transition
+from genrail_platform.consumers import DeadLetter, Defer, Retry, backoff_s
+from genrail_platform.eventstore import ConcurrencyConflict, EventStore
+from genrail_platform.jobstore import append_job_event, load_job, transition
 from genrail_platform.logs import event as log_event
 from genrail_platform.providers.errors import ProviderError
+from genrail_platform.storage import ObjectNotFound
 
+from .limits import Limiter
 from .providers import Providers
 from .settings import PipelineSettings
 
@@ -25,8 +28,8 @@ S = jobs.JobStatus
 
 
 class Worker:
-    def __init__(self, store: EventStore, providers: Providers, settings: PipelineSettings):
-        self.store, self.providers, self.settings = store, providers, settings
+    def __init__(self, store: EventStore, providers: Providers, settings: PipelineSettings, limiter: Limiter):
+        self.store, self.providers, self.settings, self.limiter = store, providers, settings, limiter
 
     async def handle(self, event: Event, stream_seq: int, num_delivered: int) -> None:
         if event.type == "job.created" and num_delivered == 1:
@@ -37,9 +40,25 @@ class Worker:
             job, seq = await load_job(self.store, event.aggregate_id)
         if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.get("attempt", 1):
             return  # already done, canceled, or a message of an earlier attempt
-        if job.type in jobs.ASYNC_TYPES:
-            await self._submit(job, seq)
-            return
+        if not self.limiter.try_acquire(job.user_id, job.type.value):
+            await self._wait_in_queue(job, seq)
+            raise Defer(self.settings.pipeline_defer_s)
+        try:
+            if job.type in jobs.ASYNC_TYPES:
+                await self._submit(job, seq)
+            else:
+                await self._run_inline(job, seq)
+        finally:
+            self.limiter.release(job.user_id, job.type.value)
+
+    async def _wait_in_queue(self, job: jobs.Job, seq: int) -> None:
+        if job.status is S.pending:
+            try:
+                await self._move(job, seq, S.queued, reason="waiting for a free slot")
+            except jobs.InvalidTransition:
+                pass
+
+    async def _run_inline(self, job: jobs.Job, seq: int) -> None:
         if job.status in (S.pending, S.queued):
             try:
                 job, _, seq = await self._move(job, seq, S.processing)
@@ -48,12 +67,33 @@ class Worker:
         try:
             output = await self.providers.run_inline(job)
         except ProviderError as exc:
-            if exc.transient:
-                raise Retry(f"{job.type} provider: {exc}", exc.retry_after_s) from exc
-            await self.fail(job.id, f"{job.type} provider: {exc}")
+            await self._provider_failed(job, seq, exc)
+            return
+        except ObjectNotFound as exc:
+            await self.fail(job.id, f"input missing from storage: {exc}")
             return
         await self._finish(job, seq, S.completed, output=output)
         self._failpoint()
+
+    async def _provider_failed(self, job: jobs.Job, seq: int, exc: ProviderError) -> None:
+        """A permanent failure fails the job. A transient one is recorded on the log and
+        retried after a backoff; the attempt fails once it has failed `provider_attempts` times."""
+        error = f"{job.type} provider: {exc}"
+        if not exc.transient:
+            await self.fail(job.id, error)
+            return
+        failed = jobs.provider_failed(job, error)
+        try:
+            await append_job_event(self.store, job, seq, failed)
+        except ConcurrencyConflict:
+            raise Retry(error, exc.retry_after_s) from exc  # the job moved (a cancel): look again
+        log_event(log, "job.provider_failed", job_id=job.id, user_id=job.user_id, type=str(job.type),
+                  attempt=job.attempt, failures=failed.data["failures"], error=error)
+        if failed.data["failures"] >= self.settings.pipeline_provider_attempts:
+            await self.fail(job.id, error)
+            raise DeadLetter(error) from exc
+        raise Retry(error, exc.retry_after_s if exc.retry_after_s is not None
+                    else backoff_s(failed.data["failures"])) from exc
 
     async def _submit(self, job: jobs.Job, seq: int) -> None:
         """Async types: start a prediction and record its id with `processing`. A crash
