@@ -31,6 +31,10 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class Unprocessable(ApiError):
+    status_code = 422
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
 

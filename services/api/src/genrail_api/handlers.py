@@ -9,8 +9,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from genrail_events import jobs, ledger, subjects, users
+from genrail_events import batches, jobs, ledger, subjects, users
 from genrail_platform.accounts import append_to_account, load_account
+from genrail_platform.batch_records import batch_request, create_batch_records
 from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
 from genrail_platform.jobstore import append_job_event, load_job, transition
 from genrail_platform.logs import event as log_event
@@ -171,3 +172,21 @@ async def adjust_credits(store: EventStore, user_id: str, amount: int, reason: s
                   adjustment_id=adjustment_id)
     return Adjustment(adjustment_id, user_id, int(d["amount"]), d["reason"], int(d["balance_after"]),
                       replayed=appended is None)
+
+
+async def create_batch(store: EventStore, user_id: str, prompt: str, image_keys: list[str], cost_per_image: int,
+                       idempotency_key: str | None) -> tuple[str, bool]:
+    """Charge one debit for every image, all or nothing, then create the batch and its jobs.
+    Returns the batch id and whether this call created it. InsufficientCredits propagates."""
+    batch_id = batches.batch_id_for(user_id, idempotency_key)
+    if idempotency_key is not None and await store.exists(batches.created_subject(batch_id)):
+        return batch_id, False
+    request = batch_request(batch_id, prompt, image_keys, cost_per_image)
+    await append_to_account(
+        store, user_id, lambda account: ledger.decide_debit(account, batch_id, 1, request["cost"], request),
+        unique_subject=subjects.ledger(user_id, "debited", batch_id, "1") if idempotency_key is not None else None)
+    created = await create_batch_records(store, user_id, request)
+    if created:
+        log_event(log, "batch.created", batch_id=batch_id, user_id=user_id, images=len(image_keys),
+                  cost=request["cost"])
+    return batch_id, created

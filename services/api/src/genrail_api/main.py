@@ -18,11 +18,11 @@ from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
 from . import errors
 from .body_limit import BodySizeLimit
-from .routes import admin, billing, credits, generate, jobs, media, users
+from .routes import admin, batches, billing, credits, generate, jobs, media, uploads, users
 from .settings import ApiSettings
 
 log = logging.getLogger("genrail.api")
-READ_TABLES = ("jobs", "users", "api_keys", "ledger_entries", "projection_checkpoints")
+READ_TABLES = ("jobs", "users", "api_keys", "batches", "ledger_entries", "projection_checkpoints")
 
 DESCRIPTION = """
 Pay credits for AI generation jobs and follow them to their results.
@@ -75,14 +75,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,
-                   media.router):
+                   media.router, uploads.router, batches.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="The API is up and connected")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
     return app
 
 

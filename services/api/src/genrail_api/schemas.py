@@ -174,3 +174,67 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 PAYMENT_REQUIRED: dict[int | str, dict[str, Any]] = {
     402: {"model": PaymentRequiredBody, "description": "Not enough credits; nothing was charged"},
 }
+
+
+class UploadPublic(BaseModel):
+    key: str = Field(description="Pass it in `image_keys` of POST /api/batches",
+                     examples=["uploads/5f0c.../9a1b2c.png"])
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class PresignRequest(Strict):
+    content_type: Literal["image/jpeg", "image/png", "image/webp"]
+    size_bytes: int = Field(gt=0)
+
+
+class PresignedUpload(BaseModel):
+    key: str
+    url: str = Field(description="PUT the file's bytes here, with the same Content-Type")
+    expires_in_s: int
+
+
+class BatchCreate(Strict):
+    prompt: str = Field(min_length=1, max_length=1000, examples=["make it sepia and add caption 'Summer sale'"])
+    image_keys: list[str] = Field(min_length=1, description="Keys returned by POST /api/uploads")
+    idempotency_key: str | None = IdempotencyKey
+
+
+class BatchImage(BaseModel):
+    index: int
+    job_id: str
+    image_key: str
+    status: JobStatus
+    error: str | None = None
+    output_url: str | None = Field(None, description="Expiring URL of the edited image, once completed")
+    updated_at: datetime
+
+
+class BatchPublic(BaseModel):
+    id: str
+    prompt: str
+    status: Literal["processing", "completed", "completed_with_errors", "failed"]
+    total: int
+    counts: dict[str, int] = Field(description="Images by status")
+    progress: float = Field(description="Share of images that are final, 0 to 1")
+    cost: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    images: list[BatchImage]
+
+
+class BatchSummary(BaseModel):
+    id: str
+    prompt: str
+    status: Literal["processing", "completed", "completed_with_errors", "failed"]
+    total: int
+    counts: dict[str, int]
+    created_at: datetime
+
+
+class BatchPage(BaseModel):
+    items: list[BatchSummary]
+    next_cursor: str | None = None

@@ -25,6 +25,9 @@ class ApiSettings(CommonSettings, StorageSettings):
     cost_image_edit: int = 1
     media_url_secret: SecretStr = Field(SecretStr(""), description="Signs media URLs of file storage")
     media_url_ttl_s: int = Field(3600, description="How long a media URL stays valid")
+    upload_max_bytes: int = Field(10 * 1024 * 1024, description="Largest image upload")
+    upload_max_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image")
+    batch_max_images: int = Field(50, description="Most images in one batch")
     max_body_bytes: int = Field(64 * 1024, description="Largest JSON request body accepted")
     read_your_writes_timeout_s: float = Field(5.0, description="How long registration waits for its grant")
     admin_token: SecretStr | None = Field(None, description="Bearer token for /api/admin/*; unset disables admin")

@@ -11,6 +11,7 @@ from typing import TypeVar
 from genrail_events import jobs, ledger, subjects
 from genrail_events.envelope import Event
 from genrail_platform.accounts import append_to_account, load_account
+from genrail_platform.batch_records import create_batch_records
 from genrail_platform.consumers import Retry
 from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
 from genrail_platform.jobstore import append_job_event, load_job
@@ -51,6 +52,11 @@ async def create_job_from_debit(store: EventStore, debited: Event) -> None:
         await retry_job_from_debit(store, debited)  # a retry's debit belongs to a job that exists already
         return
     request = d["job"]
+    if "image_keys" in request:  # a batch's debit: the batch and its image jobs
+        if await create_batch_records(store, d["user_id"], request):
+            log_event(log, "batch.created", batch_id=request["batch_id"], user_id=d["user_id"],
+                      recovered_from_debit=True)
+        return
     created = jobs.job_created(d["job_id"], d["user_id"], jobs.JobType(request["type"]), int(request["cost"]),
                                request["input"], batch_id=request.get("batch_id"))
     try:

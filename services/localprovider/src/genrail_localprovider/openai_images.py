@@ -21,12 +21,15 @@ prompt before it is read as an edit):
   `[rate-limit]` -> 429 with `retry-after-ms: 50` and `retry-after: 1`, only on the first
                     request for a given prompt and images (remembered per process, for the
                     last 10,000 such requests); the next identical request succeeds.
+  An image carrying the PNG text chunk `genrail-test: reject` -> 400, as the real API
+  refuses an image its safety system rejects (so one image of a batch can fail alone).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import math
 import time
 import uuid
@@ -218,7 +221,18 @@ async def _images(form: FormData) -> list[bytes]:
     return images
 
 
+def _rejected_by_marker(image: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            return opened.info.get("genrail-test") == "reject"
+    except OSError:
+        return False
+
+
 def _apply_test_knobs(prompt: str, images: list[bytes]) -> None:
+    if any(_rejected_by_marker(image) for image in images):
+        raise _OpenAIError(400, "Your request was rejected as a result of our safety system.", param="image",
+                           code="moderation_blocked")
     if BAD_KNOB in prompt:
         raise _OpenAIError(400, "Invalid request (the prompt asked for [bad]).", param="prompt",
                            code="invalid_value")

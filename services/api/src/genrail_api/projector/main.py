@@ -10,11 +10,11 @@ from genrail_platform.db import create_schema, make_engine
 from genrail_platform.eventstore import connect, ensure_streams
 from genrail_platform.settings import CommonSettings
 
-from . import jobs, users
+from . import batches, jobs, users
 
 
 def projections() -> list[projection.Projection]:
-    return [jobs.make(), users.make()]
+    return [jobs.make(), users.make(), batches.make()]
 
 
 async def main(settings: CommonSettings) -> None:

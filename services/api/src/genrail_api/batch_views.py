@@ -1,0 +1,73 @@
+"""What GET /api/batches/{id} shows: the batch with every image's job, counts by status,
+progress and output URLs. Read from the projections, or from the log right after creation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genrail_events import batches, jobs
+from genrail_platform.eventstore import EventStore
+from genrail_platform.storage import Storage
+
+from .media import present_job
+from .read_models import job_row_to_dict
+from .settings import ApiSettings
+
+
+async def _batch_row(db: AsyncConnection, log: EventStore, batch_id: str) -> dict[str, Any] | None:
+    row = (await db.execute(sa.text("SELECT * FROM batches WHERE id = :id"), {"id": batch_id})).first()
+    if row is not None:
+        return {"id": str(row.id), "user_id": str(row.user_id), "prompt": row.prompt, "image_keys": row.image_keys,
+                "job_ids": row.job_ids, "cost_per_image": row.cost_per_image, "created_at": row.created_at}
+    stored = await log.last(batches.created_subject(batch_id))
+    if stored is None:
+        return None
+    d = stored.event.data
+    return {"id": d["batch_id"], "user_id": d["user_id"], "prompt": d["prompt"], "image_keys": d["image_keys"],
+            "job_ids": d["job_ids"], "cost_per_image": d["cost_per_image"], "created_at": stored.event.occurred_at}
+
+
+async def batch_view(db: AsyncConnection, log: EventStore, storage: Storage, settings: ApiSettings,
+                     batch_id: str, user_id: str, *, with_urls: bool = True) -> dict[str, Any] | None:
+    batch = await _batch_row(db, log, batch_id)
+    if batch is None or batch["user_id"] != user_id:
+        return None
+    rows = await db.execute(sa.text("SELECT * FROM jobs WHERE batch_id = :b"), {"b": batch_id})
+    by_id = {str(r.id): job_row_to_dict(r) for r in rows}
+    images = []
+    for index, (job_id, key) in enumerate(zip(batch["job_ids"], batch["image_keys"], strict=True)):
+        job = by_id.get(job_id)
+        if job is not None and with_urls:
+            job = await present_job(job, storage, settings)
+        files = (job or {}).get("output", {}) or {}
+        images.append({"index": index, "job_id": job_id, "image_key": key,
+                       "status": job["status"] if job else str(jobs.JobStatus.pending),
+                       "error": job["error"] if job else None,
+                       "output_url": files.get("files", [{}])[0].get("url") if files.get("files") else None,
+                       "output_key": files["files"][0]["key"] if files.get("files") else None,
+                       "updated_at": job["updated_at"] if job else batch["created_at"]})
+    counts = Counter(image["status"] for image in images)
+    total = len(images)
+    final = sum(n for s, n in counts.items() if jobs.JobStatus(s) in jobs.FINAL_STATUSES)
+    status = batches.status(counts, total)
+    return {"id": batch["id"], "prompt": batch["prompt"], "status": str(status), "total": total,
+            "counts": dict(counts), "progress": round(final / total, 4) if total else 1.0,
+            "cost": batch["cost_per_image"] * total, "created_at": batch["created_at"],
+            "updated_at": max(image["updated_at"] for image in images),
+            "finished_at": max(image["updated_at"] for image in images)
+            if status is not batches.BatchStatus.processing else None,
+            "images": images}
+
+
+async def list_batches(db: AsyncConnection, user_id: str, *, before: str | None, limit: int) -> list[dict[str, Any]]:
+    sql = "SELECT id, prompt, total, created_at FROM batches WHERE user_id = :u"
+    params: dict[str, Any] = {"u": user_id, "limit": limit}
+    if before is not None:
+        sql += " AND (created_at, id) < (SELECT created_at, id FROM batches WHERE id = CAST(:before AS uuid))"
+        params["before"] = before
+    rows = await db.execute(sa.text(sql + " ORDER BY created_at DESC, id DESC LIMIT :limit"), params)
+    return [dict(r._mapping) for r in rows]

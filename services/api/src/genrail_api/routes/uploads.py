@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from fastapi import APIRouter, UploadFile
+
+from ..deps import CurrentUser, SettingsDep, StorageDep
+from ..errors import Conflict, PayloadTooLarge, Unprocessable
+from ..image_validation import InvalidImage, validate_image
+from ..schemas import ERRORS, PresignedUpload, PresignRequest, UploadPublic
+
+router = APIRouter(prefix="/api/uploads", tags=["uploads"])
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
+PRESIGN_TTL_S = 900
+
+
+def upload_prefix(user_id: str) -> str:
+    return f"uploads/{user_id}/"
+
+
+@router.post("", status_code=201, response_model=UploadPublic,
+             responses={401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422]},
+             summary="Upload an image (JPEG, PNG or WebP, checked by its content) for a batch")
+async def upload(file: UploadFile, user_id: CurrentUser, storage: StorageDep, settings: SettingsDep) -> UploadPublic:
+    data = await file.read(settings.upload_max_bytes + 1)
+    if len(data) > settings.upload_max_bytes:
+        raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
+    try:
+        info = validate_image(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
+    except InvalidImage as exc:
+        raise Unprocessable(exc.message) from None
+    key = f"{upload_prefix(user_id)}{hashlib.sha256(data).hexdigest()[:40]}{EXTENSIONS[info.content_type]}"
+    await storage.put(key, data, info.content_type)
+    return UploadPublic(key=key, content_type=info.content_type, width=info.width, height=info.height,
+                        size_bytes=info.size_bytes)
+
+
+@router.post("/presign", response_model=PresignedUpload,
+             responses={401: ERRORS[401], 409: ERRORS[409], 413: ERRORS[413], 422: ERRORS[422]},
+             summary="A URL to PUT an image straight into object storage (S3 storage only)")
+async def presign(body: PresignRequest, user_id: CurrentUser, storage: StorageDep,
+                  settings: SettingsDep) -> PresignedUpload:
+    if body.size_bytes > settings.upload_max_bytes:
+        raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
+    key = f"{upload_prefix(user_id)}direct-{uuid.uuid4().hex}{EXTENSIONS[body.content_type]}"
+    url = await storage.presigned_put_url(key, PRESIGN_TTL_S, body.content_type)
+    if url is None:
+        raise Conflict("direct uploads need S3 storage; POST the file to /api/uploads instead")
+    return PresignedUpload(key=key, url=url, expires_in_s=PRESIGN_TTL_S)
