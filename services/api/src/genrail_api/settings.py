@@ -17,12 +17,12 @@ class ApiSettings(CommonSettings, StorageSettings):
     api_host: str = Field("127.0.0.1", description="Address the API listens on")
     api_port: int = Field(8000, description="Port the API listens on")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL users reach the API at")
-    cost_copy: int = 1
-    cost_scrape: int = 1
-    cost_static_ad: int = 3
-    cost_ugc_video: int = 5
-    cost_tts: int = 2
-    cost_image_edit: int = 1
+    cost_copy: int = Field(1, description="Credits charged for an ad copy job")
+    cost_scrape: int = Field(1, description="Credits charged for a product-page scrape")
+    cost_static_ad: int = Field(3, description="Credits charged for a static ad")
+    cost_ugc_video: int = Field(5, description="Credits charged for a UGC video")
+    cost_tts: int = Field(2, description="Credits charged for a text-to-speech job")
+    cost_image_edit: int = Field(1, description="Credits charged for each image of a batch")
     media_url_secret: SecretStr = Field(SecretStr(""), description="Signs media URLs of file storage")
     media_url_ttl_s: int = Field(3600, description="How long a media URL stays valid")
     upload_max_bytes: int = Field(10 * 1024 * 1024, description="Largest image upload")

@@ -25,11 +25,14 @@ _in_flight: dict[str, asyncio.Lock] = {}
              responses={200: {"description": "Applied, or nothing to do"},
                         400: {"description": "Timestamp outside the tolerance, or not a prediction"},
                         401: {"description": "Missing or bad signature"},
-                        503: {"description": "Outputs could not be fetched yet: deliver again"}})
+                        503: {"description": "Not configured, or outputs not fetchable yet: deliver again"}})
 async def replicate_callback(request: Request,
                              job_id: Annotated[str | None, Query(max_length=64)] = None,
                              attempt: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
     settings = request.app.state.settings
+    if not settings.replicate_webhook_secret.get_secret_value():
+        return JSONResponse({"detail": "Replicate webhooks are not configured (REPLICATE_WEBHOOK_SECRET)"},
+                            status_code=503)
     body = await request.body()
     try:
         webhook_id = webhook_signing.verify(settings.replicate_webhook_secret.get_secret_value(), request.headers,
