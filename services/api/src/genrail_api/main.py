@@ -17,7 +17,7 @@ from genrail_platform.db import make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
 from . import errors
-from .body_limit import BodySizeLimit
+from genrail_platform.body_limit import BodySizeLimit
 from .routes import admin, batches, billing, credits, generate, jobs, media, uploads, users
 from .settings import ApiSettings
 

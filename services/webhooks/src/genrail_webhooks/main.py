@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from genrail_platform import logs
+from genrail_platform.body_limit import BodySizeLimit
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
 from . import replicate, stripe
@@ -36,6 +37,8 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
                   description="Signed callbacks from providers and payment events.")
     app.include_router(stripe.router)
     app.include_router(replicate.router)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.webhooks_max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
