@@ -26,14 +26,17 @@ TEST_ENV = {
 
 def new_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
     ports = Ports(api=free_port(), webhooks=free_port(), localprovider=free_port(), nats=free_port(),
-                  postgres=free_port())
+                  postgres=free_port(), ledger_metrics=free_port(), projector_metrics=free_port(),
+                  pipeline_metrics=free_port())
     return Stack(data_dir=data_dir, ports=ports, nats_url=os.environ.get("NATS_URL") or None,
                  database_url=os.environ.get("DATABASE_URL") or None, env={**TEST_ENV, **(env or {})})
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    running = new_stack(tmp_path_factory.mktemp("stack")).start()
+    # GENRAIL_TEST_DATA_DIR keeps the session's log after the tests, for CI's `genrail audit`.
+    kept = os.environ.get("GENRAIL_TEST_DATA_DIR")
+    running = new_stack(Path(kept) if kept else tmp_path_factory.mktemp("stack")).start()
     yield running
     running.stop()
 

@@ -41,6 +41,10 @@ class Ports:
     localprovider: int = 8002
     nats: int = 4222
     postgres: int = 5432
+    # Prometheus endpoints of the workers (the API and webhooks serve /metrics on their own port).
+    ledger_metrics: int = 9464
+    projector_metrics: int = 9465
+    pipeline_metrics: int = 9466
 
 
 @dataclass
@@ -70,6 +74,17 @@ class Stack:
     @property
     def localprovider_url(self) -> str:
         return f"http://{self.host}:{self.ports.localprovider}"
+
+    @property
+    def metrics_ports(self) -> dict[str, int]:
+        """Where each process serves Prometheus metrics, at /metrics."""
+        return {"api": self.ports.api, "webhooks": self.ports.webhooks, "ledger": self.ports.ledger_metrics,
+                "projector": self.ports.projector_metrics, "pipeline": self.ports.pipeline_metrics}
+
+    def metrics_env(self, name: str) -> dict[str, str]:
+        """A worker's own metrics port; none for the HTTP services, which serve /metrics themselves."""
+        port = getattr(self.ports, f"{name}_metrics", 0)
+        return {"METRICS_HOST": self.host, "METRICS_PORT": str(port)}
 
     def base_env(self) -> dict[str, str]:
         media = (self.data_dir / "media").resolve()
@@ -108,8 +123,10 @@ class Stack:
 
     def start(self, timeout_s: float = 60) -> Stack:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        workers_metrics = [(f"{worker} metrics", self.metrics_ports[worker])
+                           for worker in ("ledger", "projector", "pipeline")]
         for name, port in (("API", self.ports.api), ("webhooks", self.ports.webhooks),
-                           ("local provider", self.ports.localprovider)):
+                           ("local provider", self.ports.localprovider), *workers_metrics):
             require_free(self.host, port, f"the {name}")
         if not self.nats_url:
             self._nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host).start()
@@ -124,7 +141,7 @@ class Stack:
         return self
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        full_env = {**os.environ, **self.base_env(), **self.env, **(env or {})}
+        full_env = {**os.environ, **self.base_env(), **self.metrics_env(name), **self.env, **(env or {})}
         log_file = open(self.data_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)

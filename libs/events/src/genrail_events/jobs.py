@@ -150,6 +150,8 @@ def subject_for(event: Event) -> str:
 
 def evolve(job: Job | None, event: Event) -> Job:
     d = event.data
+    if event.type == "job.created" and job is not None:
+        return job  # a job is created once; a copy (a redriven dead letter) changes nothing
     if event.type == "job.created":
         return Job(id=d["job_id"], user_id=d["user_id"], type=JobType(d["type"]),
                    status=JobStatus.pending, cost=d["cost"], input=d["input"],

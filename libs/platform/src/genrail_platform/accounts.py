@@ -8,6 +8,7 @@ from collections.abc import Callable
 from genrail_events import subjects
 from genrail_events.ledger import Account, Entry
 
+from . import metrics
 from .eventstore import Appended, EventStore, retry_on_conflict
 
 
@@ -29,7 +30,10 @@ async def append_to_account(log: EventStore, user_id: str, decide: Callable[[Acc
         if unique_subject is not None and await log.exists(unique_subject):
             return None
         entry = decide(account)
-        return await log.append(entry.subject, entry.event, msg_id=entry.msg_id, expect_last_seq=seq,
-                                expect_filter=subjects.ledger_account(user_id))
+        appended = await log.append(entry.subject, entry.event, msg_id=entry.msg_id, expect_last_seq=seq,
+                                    expect_filter=subjects.ledger_account(user_id))
+        if not appended.duplicate:
+            metrics.get().ledger_entry(entry.event)
+        return appended
 
     return await retry_on_conflict(attempt)

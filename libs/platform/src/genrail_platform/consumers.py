@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import Span
 
 from genrail_events import subjects
 from genrail_events.envelope import Event
@@ -77,35 +78,51 @@ async def dead_letter(js: JetStreamContext, msg: Msg, *, consumer: str, reason: 
 async def settle(raw: Msg, js: JetStreamContext, *, consumer: str, max_deliver: int,
                  work: Callable[[Event], Awaitable[None]],
                  on_exhausted: Callable[[Event, str], Awaitable[None]] | None = None) -> None:
-    """Run `work` on the message's event and ack, nak or dead-letter it."""
-    num_delivered = raw.metadata.num_delivered
+    """Run `work` on the message's event and ack, nak or dead-letter it, in a CONSUMER span
+    that continues the trace of the append that published the message."""
+    md = raw.metadata
+    with tracing.consuming(raw.subject, raw.headers, consumer, stream_seq=md.sequence.stream,
+                           num_delivered=md.num_delivered, body_size=len(raw.data)) as span:
+        outcome = await _settle(raw, js, span, consumer=consumer, num_delivered=md.num_delivered,
+                                max_deliver=max_deliver, work=work, on_exhausted=on_exhausted)
+        span.set_attribute("genrail.settled", outcome)
+
+
+async def _settle(raw: Msg, js: JetStreamContext, span: Span, *, consumer: str, num_delivered: int,
+                  max_deliver: int, work: Callable[[Event], Awaitable[None]],
+                  on_exhausted: Callable[[Event, str], Awaitable[None]] | None) -> str:
     try:
         event = Event.from_bytes(raw.data)
     except ValueError as exc:
+        tracing.mark_failed(span, exc)
         await dead_letter(js, raw, consumer=consumer, reason=f"unreadable event: {exc}")
         await raw.term()
-        return
+        return "dead_lettered"
+    span.set_attribute("genrail.event.type", event.type)
     try:
         await work(event)
     except Defer as exc:
         await raw.nak(delay=exc.delay_s)
-        return
+        return "deferred"
     except DeadLetter as exc:
+        tracing.mark_failed(span, exc)
         await dead_letter(js, raw, consumer=consumer, reason=str(exc))
         await raw.term()
-        return
+        return "dead_lettered"
     except Exception as exc:  # noqa: BLE001 - every failure is settled: retried or dead-lettered
         reason = str(exc) or type(exc).__name__
+        tracing.mark_failed(span, exc, reason)
         if num_delivered >= max_deliver:
             if on_exhausted is not None:
                 await on_exhausted(event, reason)
             await dead_letter(js, raw, consumer=consumer, reason=reason)
             await raw.term()
-            return
+            return "dead_lettered"
         delay = exc.delay_s if isinstance(exc, Retry) and exc.delay_s is not None else backoff_s(num_delivered)
         if not isinstance(exc, Retry):
             log.warning("message.retry", exc_info=True,
                         extra={"consumer": consumer, "subject": raw.subject, "attempt": num_delivered})
         await raw.nak(delay=delay)
-        return
+        return "retried"
     await raw.ack()
+    return "acked"

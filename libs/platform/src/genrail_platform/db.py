@@ -24,10 +24,14 @@ async def run_ddl(conn: AsyncConnection, statements: list[str] | str) -> None:
         await conn.execute(sa.text(statement))
 
 
-async def create_schema(engine: AsyncEngine, statements: list[str], lock_key: str) -> None:
-    """DDL under an advisory lock, so replicas starting together do not race on CREATE."""
+SCHEMA_LOCK = "genrail:schema"
+
+
+async def create_schema(engine: AsyncEngine, statements: list[str]) -> None:
+    """DDL under one advisory lock for every service: processes starting together would
+    otherwise race on CREATE ... IF NOT EXISTS of shared objects (projection_checkpoints)."""
     async with engine.begin() as conn:
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SCHEMA_LOCK})
         await run_ddl(conn, [CHECKPOINTS_DDL, *statements])
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
@@ -41,6 +42,7 @@ class Stored:
     seq: int
     subject: str
     event: Event
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)  # filled by `last`
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,18 @@ class EventStore:
             headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expect_last_seq)
             if expect_filter is not None and expect_filter != subject:
                 headers[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = expect_filter
-        tracing.inject(headers)
-        try:
-            ack = await self.js.publish(subject, event.to_bytes(), headers=headers)
-        except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                raise ConcurrencyConflict(f"{expect_filter or subject}: expected last sequence {expect_last_seq}") from exc
-            raise
+        body = event.to_bytes()
+        with tracing.publishing(subject, event.type, headers[MSG_ID], len(body),
+                                expected=(ConcurrencyConflict,)) as span:
+            tracing.inject(headers)  # the producer span's context, kept on the log with the event
+            try:
+                ack = await self.js.publish(subject, body, headers=headers)
+            except APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflict(
+                        f"{expect_filter or subject}: expected last sequence {expect_last_seq}") from exc
+                raise
+            span.set_attributes({"genrail.stream.seq": ack.seq, "genrail.duplicate": bool(ack.duplicate)})
         return Appended(ack.seq, bool(ack.duplicate))
 
     async def last(self, subject_filter: str) -> Stored | None:
@@ -108,7 +115,7 @@ class EventStore:
             raw = await self.js.get_last_msg(stream_for(subject_filter), subject_filter)
         except NotFoundError:
             return None
-        return Stored(raw.seq, raw.subject, Event.from_bytes(raw.data))
+        return Stored(raw.seq, raw.subject, Event.from_bytes(raw.data), dict(raw.headers or {}))
 
     async def last_seq(self, subject_filter: str) -> int:
         stored = await self.last(subject_filter)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from opentelemetry.trace import Span
 
 from genrail_events import jobs, subjects
 from genrail_events.envelope import Event
 
+from . import tracing
 from .eventstore import Appended, EventStore, retry_on_conflict
 
 log = logging.getLogger("genrail.jobs")
@@ -52,3 +56,13 @@ async def transition(store: EventStore, job_id: str, decide: Callable[[jobs.Job]
         return jobs.evolve(job, event), event, appended.seq
 
     return await retry_on_conflict(attempt)
+
+
+@asynccontextmanager
+async def in_job_trace(store: EventStore, job_id: str, name: str) -> AsyncIterator[Span]:
+    """A span in the job's trace, for work on the job that did not start there (a provider's
+    callback, a deadline): its parent is the append of the job's last event, read from the
+    log, so what it appends (and the refund that may follow) stays in the job's trace."""
+    last = await store.last(subjects.job_events(job_id))
+    with tracing.continue_from(last.headers if last else None, name, {"genrail.job_id": job_id}) as span:
+        yield span

@@ -10,6 +10,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from . import metrics
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -48,5 +50,7 @@ def configure(service: str, level: str = "INFO") -> None:
 
 
 def event(logger: logging.Logger, name: str, **fields: Any) -> None:
-    """Log a domain event (`job.created`, `job.transition`, ...) with its fields."""
+    """Log a domain event (`job.created`, `job.transition`, ...) with its fields, and count
+    it in the metrics (the `job.*` outcomes)."""
     logger.info(name, extra=fields)
+    metrics.get().log_event(name, fields)

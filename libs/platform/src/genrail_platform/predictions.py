@@ -88,7 +88,7 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
             await transition(store, job_id, lambda j: jobs.decide_transition(j, S.completed, output=output),
                              known=(job, seq))
             log_event(log, "job.completed", job_id=job_id, user_id=job.user_id, type=str(job.type),
-                      attempt=job.attempt, prediction_id=prediction_id)
+                      attempt=job.attempt, prediction_id=prediction_id, created_at=job.created_at)
             return "completed"
         if status in FAILED:
             error = f"provider prediction {status}: {prediction.get('error') or 'no reason given'}"

@@ -61,7 +61,7 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
             return existing, False
     request = {"type": str(job_type), "input": job_input, "cost": cost, "batch_id": batch_id}
     debit_subject = subjects.ledger(user_id, "debited", job_id, "1")
-    await append_to_account(
+    charged = await append_to_account(
         store, user_id, lambda account: ledger.decide_debit(account, job_id, 1, cost, request),
         unique_subject=debit_subject if idempotency_key is not None else None,
     )
@@ -70,9 +70,11 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         await store.append(jobs.created_subject(job_id), created, msg_id=f"job.created:{job_id}",
                            expect_last_seq=0, expect_filter=subjects.job_events(job_id))
     except ConcurrencyConflict:
-        job, _ = await load_job(store, job_id)  # a concurrent request with the same key won
+        # Created already: by a concurrent request with the same key, or by the ledger's
+        # recovery policy from our own debit. Ours is a new job exactly when we charged it.
+        job, _ = await load_job(store, job_id)
         assert job is not None
-        return job, False
+        return job, charged is not None
     log_event(log, "job.created", job_id=job_id, user_id=user_id, type=str(job_type), cost=cost)
     return jobs.evolve(None, created), True
 

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from genrail_platform import logs
+from genrail_platform import logs, telemetry
 from genrail_platform.db import make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
@@ -60,6 +60,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await ensure_streams(store.js, replicas=settings.stream_replicas,
                              duplicate_window_s=settings.stream_duplicate_window_s)
         engine = make_engine(settings.database_url, pool_size=20)
+        telemetry.instrument_engine(engine)
         await wait_for_tables(engine)
         if not settings.media_url_secret.get_secret_value():
             log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
@@ -84,11 +85,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
+    telemetry.instrument_app(app)
     return app
 
 
 def run() -> None:
     settings = ApiSettings()
     logs.configure("api", settings.log_level)
+    telemetry.setup("api", settings)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
                 access_log=False, lifespan="on")

@@ -8,10 +8,11 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from genrail_events import subjects
-from genrail_platform import logs, projection
+from genrail_platform import logs, projection, telemetry
 from genrail_platform.consumers import ensure_consumer, settle
 from genrail_platform.db import create_schema, make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
+from genrail_platform.metrics import ConsumerLag
 
 from . import policies
 from . import projection as ledger_projection
@@ -56,7 +57,8 @@ def create_app(settings: LedgerSettings) -> FastStream:
 
     @subscriber("ledger-job-recovery")
     async def on_debited(msg: NatsMessage) -> None:
-        await run(msg, "ledger-job-recovery", lambda e: policies.create_job_from_debit(state["store"], e))
+        await run(msg, "ledger-job-recovery", lambda e: policies.create_job_from_debit(
+                      state["store"], e, grace_s=settings.ledger_recovery_grace_s))
 
     @subscriber("ledger-purchases")
     async def on_payment_succeeded(msg: NatsMessage) -> None:
@@ -75,15 +77,17 @@ def create_app(settings: LedgerSettings) -> FastStream:
         for durable, (stream, subject) in POLICIES.items():
             await ensure_consumer(nc.jetstream(), stream, durable, [subject], max_deliver=settings.ledger_max_deliver)
         engine = make_engine(settings.database_url, pool_size=4)
-        proj = ledger_projection.make()
-        await create_schema(engine, list(proj.ddl), "schema:ledger")
+        await create_schema(engine, list(ledger_projection.make().ddl))
         state.update(nc=nc, store=EventStore(nc), engine=engine)
-        state["projection"] = asyncio.create_task(projection.run(nc, engine, proj, stop=stop))
+        state["projection"] = asyncio.create_task(projection.follow(nc, engine, ledger_projection.make, stop=stop))
+        lag = ConsumerLag(nc.jetstream(), [(stream, durable) for durable, (stream, _) in POLICIES.items()])
+        state["lag"] = asyncio.create_task(lag.run(stop))
 
     @app.on_shutdown
     async def close() -> None:
         stop.set()
         await state["projection"]
+        await state["lag"]
         await state["nc"].drain()
         await state["engine"].dispose()
 
@@ -92,4 +96,5 @@ def create_app(settings: LedgerSettings) -> FastStream:
 
 def run() -> None:
     settings = LedgerSettings()
+    telemetry.setup("ledger", settings)
     asyncio.run(create_app(settings).run())

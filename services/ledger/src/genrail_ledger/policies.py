@@ -9,10 +9,10 @@ import logging
 from typing import TypeVar
 
 from genrail_events import jobs, ledger, subjects
-from genrail_events.envelope import Event
+from genrail_events.envelope import Event, utcnow
 from genrail_platform.accounts import append_to_account, load_account
 from genrail_platform.batch_records import create_batch_records
-from genrail_platform.consumers import Retry
+from genrail_platform.consumers import Defer, Retry
 from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
 from genrail_platform.jobstore import append_job_event, load_job
 from genrail_platform.logs import event as log_event
@@ -44,9 +44,13 @@ async def refund_ended_attempt(store: EventStore, transitioned: Event) -> None:
                   reason=d["to"])
 
 
-async def create_job_from_debit(store: EventStore, debited: Event) -> None:
+async def create_job_from_debit(store: EventStore, debited: Event, *, grace_s: float = 0.0) -> None:
     """The debit is the authoritative 'charge and create': if the API died between the two
-    appends, the job is created here from the request the debit carries."""
+    appends, the job is created here from the request the debit carries. A debit younger
+    than `grace_s` is looked at again later: the API normally finishes its own work first."""
+    age_s = (utcnow() - debited.occurred_at).total_seconds()
+    if age_s < grace_s:
+        raise Defer(grace_s - age_s)
     d = debited.data
     if int(d["attempt"]) != 1:
         await retry_job_from_debit(store, debited)  # a retry's debit belongs to a job that exists already

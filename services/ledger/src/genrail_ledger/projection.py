@@ -42,24 +42,43 @@ def _reason(data: dict) -> str | None:
     return data.get("reason")
 
 
+ENTRY_COLUMNS = ("seq", "user_id", "kind", "amount", "balance_after", "reason", "job_id", "attempt", "payment_id",
+                 "occurred_at")
+# One statement per table and batch: every column an array, unnested into rows.
+_INSERT_ENTRIES = (
+    "INSERT INTO {entries} (" + ", ".join(ENTRY_COLUMNS) + ") SELECT * FROM unnest("
+    "CAST(:seq AS bigint[]), CAST(:user_id AS uuid[]), CAST(:kind AS text[]), CAST(:amount AS int[]), "
+    "CAST(:balance_after AS int[]), CAST(:reason AS text[]), CAST(:job_id AS uuid[]), CAST(:attempt AS int[]), "
+    "CAST(:payment_id AS text[]), CAST(:occurred_at AS timestamptz[])) ON CONFLICT (seq) DO NOTHING"
+)
+_UPSERT_BALANCES = (
+    "INSERT INTO {balances} (user_id, balance, updated_at, position) SELECT * FROM unnest("
+    "CAST(:user_id AS uuid[]), CAST(:balance_after AS int[]), CAST(:occurred_at AS timestamptz[]), "
+    "CAST(:seq AS bigint[])) ON CONFLICT (user_id) DO UPDATE "
+    "SET balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at, position = EXCLUDED.position "
+    "WHERE {balances}.position < EXCLUDED.position"
+)
+
+
 def make(entries: str = "ledger_entries", balances: str = "balances") -> Projection:
+    insert_entries = sa.text(_INSERT_ENTRIES.format(entries=entries))
+    upsert_balances = sa.text(_UPSERT_BALANCES.format(balances=balances))
+
     async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
         rows = [{"seq": s.seq, "user_id": s.event.data["user_id"], "kind": s.event.data["kind"],
                  "amount": signed_amount(s.event), "balance_after": s.event.data["balance_after"],
                  "reason": _reason(s.event.data), "job_id": s.event.data.get("job_id"),
                  "attempt": s.event.data.get("attempt"), "payment_id": s.event.data.get("payment_id"),
                  "occurred_at": s.event.occurred_at} for s in batch]
-        await conn.execute(sa.text(
-            f"INSERT INTO {entries} (seq, user_id, kind, amount, balance_after, reason, job_id, attempt, "
-            f"payment_id, occurred_at) VALUES (:seq, :user_id, :kind, :amount, :balance_after, :reason, "
-            f":job_id, :attempt, :payment_id, :occurred_at) ON CONFLICT (seq) DO NOTHING"), rows)
+        await conn.execute(insert_entries, _columns(rows, ENTRY_COLUMNS))
         latest = {r["user_id"]: r for r in rows}  # the last entry per user carries the balance
-        await conn.execute(sa.text(
-            f"INSERT INTO {balances} (user_id, balance, updated_at, position) "
-            f"VALUES (:user_id, :balance_after, :occurred_at, :seq) ON CONFLICT (user_id) DO UPDATE "
-            f"SET balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at, position = EXCLUDED.position "
-            f"WHERE {balances}.position < EXCLUDED.position"), list(latest.values()))
+        await conn.execute(upsert_balances, _columns(list(latest.values()),
+                                                     ("user_id", "balance_after", "occurred_at", "seq")))
 
     return Projection(name="ledger", stream="LEDGER", subjects=("ledger.>",), version=1,
                       tables=(entries, balances), apply=apply,
                       ddl=tuple(s.format(entries=entries, balances=balances) for s in DDL))
+
+
+def _columns(rows: list[dict], names: tuple[str, ...]) -> dict[str, list]:
+    return {name: [r[name] for r in rows] for name in names}

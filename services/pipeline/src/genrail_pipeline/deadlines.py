@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from genrail_events import jobs
 from genrail_events.jobs import JobStatus as S
 from genrail_platform.eventstore import EventStore
-from genrail_platform.jobstore import load_job, transition
+from genrail_platform.jobstore import in_job_trace, load_job, transition
 from genrail_platform.logs import event as log_event
 from genrail_platform.predictions import FAILED, OutputDownloadFailed, apply_prediction
 from genrail_platform.providers.errors import ProviderError
@@ -47,7 +47,8 @@ class DeadlineSweeper:
     async def sweep(self) -> None:
         for job_id in await self.candidates():
             try:
-                await self.check(job_id)
+                async with in_job_trace(self.store, job_id, "deadline.check"):
+                    await self.check(job_id)
             except (ProviderError, OutputDownloadFailed) as exc:
                 log.warning("deadline.check_failed", extra={"job_id": job_id, "reason": str(exc)})
 

@@ -10,10 +10,11 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from genrail_events import subjects
-from genrail_platform import logs
+from genrail_platform import logs, telemetry
 from genrail_platform.consumers import ensure_consumer, settle
 from genrail_platform.db import make_engine
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
+from genrail_platform.metrics import ConsumerLag
 
 from .deadlines import DeadlineSweeper, cancel_at_provider
 from .limits import Limiter
@@ -76,11 +77,14 @@ def create_app(settings: PipelineSettings) -> FastStream:
         sweeper = DeadlineSweeper(store, engine, storage, providers, settings)
         state.update(nc=nc, store=store, http=http, storage=storage, engine=engine, providers=providers,
                      worker=Worker(store, providers, settings, limiter), sweeper=asyncio.create_task(sweeper.run(stop)))
+        lag = ConsumerLag(js, [("JOBS", DURABLE), ("JOBS", CANCELLATIONS)])
+        state["lag"] = asyncio.create_task(lag.run(stop))
 
     @app.on_shutdown
     async def close() -> None:
         stop.set()
         await state["sweeper"]
+        await state["lag"]
         await state["http"].aclose()
         await state["storage"].close()
         await state["engine"].dispose()
@@ -90,4 +94,6 @@ def create_app(settings: PipelineSettings) -> FastStream:
 
 
 def run() -> None:
-    asyncio.run(create_app(PipelineSettings()).run())
+    settings = PipelineSettings()
+    telemetry.setup("pipeline", settings)
+    asyncio.run(create_app(settings).run())

@@ -142,7 +142,7 @@ class Worker:
             return  # canceled meanwhile: the result is dropped, the refund is the ledger's
         name = "job.completed" if to is S.completed else "job.failed"
         log_event(log, name, job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt,
-                  error=fields.get("error"))
+                  error=fields.get("error"), created_at=job.created_at)
 
     def _failpoint(self) -> None:
         marker = self.settings.pipeline_failpoint_crash_before_ack_once

@@ -9,7 +9,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from genrail_platform import logs
+from genrail_platform import logs, telemetry
 from genrail_platform.body_limit import BodySizeLimit
 from genrail_platform.eventstore import EventStore, connect, ensure_streams
 
@@ -44,11 +44,13 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    telemetry.instrument_app(app)
     return app
 
 
 def run() -> None:
     settings = WebhooksSettings()
     logs.configure("webhooks", settings.log_level)
+    telemetry.setup("webhooks", settings)
     uvicorn.run(create_app(settings), host=settings.webhooks_host, port=settings.webhooks_port, log_config=None,
                 access_log=False)

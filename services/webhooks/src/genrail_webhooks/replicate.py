@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from genrail_platform import webhook_signing
+from genrail_platform import metrics, webhook_signing
+from genrail_platform.jobstore import in_job_trace
 from genrail_platform.predictions import OutputDownloadFailed, apply_prediction
 
 log = logging.getLogger("genrail.webhooks")
@@ -38,8 +39,10 @@ async def replicate_callback(request: Request,
         webhook_id = webhook_signing.verify(settings.replicate_webhook_secret.get_secret_value(), request.headers,
                                             body, tolerance_s=settings.webhook_tolerance_s)
     except webhook_signing.WebhookTimestampOutOfRange as exc:
+        metrics.get().webhook_verification_failed("replicate")
         return JSONResponse({"detail": str(exc)}, status_code=400)
     except webhook_signing.WebhookVerificationError as exc:
+        metrics.get().webhook_verification_failed("replicate")
         return JSONResponse({"detail": str(exc)}, status_code=401)
     try:
         prediction = json.loads(body)
@@ -53,7 +56,7 @@ async def replicate_callback(request: Request,
     # Concurrent deliveries of one webhook wait for the first instead of downloading again.
     lock = _in_flight.setdefault(webhook_id, asyncio.Lock())
     try:
-        async with lock:
+        async with lock, in_job_trace(request.app.state.log, job_id, "replicate.prediction"):
             outcome = await apply_prediction(
                 request.app.state.log, request.app.state.storage, request.app.state.http, job_id, attempt,
                 prediction, max_bytes=settings.max_output_bytes, timeout_s=settings.output_download_timeout_s)

@@ -24,12 +24,14 @@ from pydantic import BaseModel, Field
 
 from genrail_events import subjects
 from genrail_events.envelope import Event
+from genrail_platform import metrics
 from genrail_platform.eventstore import ConcurrencyConflict, EventStore
 from genrail_platform.logs import event as log_event
 from genrail_platform.payments.stripe_events import (
     PaymentReversed,
     PaymentSucceeded,
     StripeEventMalformed,
+    StripeSignatureInvalid,
     StripeWebhookRejected,
     interpret,
     verify_stripe_event,
@@ -98,6 +100,8 @@ async def receive_stripe_event(request: Request) -> StripeReceipt | JSONResponse
             return StripeReceipt(status="ignored", stripe_event_id=str(stripe_event.get("id")))
         subject, event, msg_id = recorded_as(payment)
     except StripeWebhookRejected as exc:
+        if isinstance(exc, StripeSignatureInvalid):
+            metrics.get().webhook_verification_failed("stripe")
         log.warning("stripe.webhook_rejected", extra={"reason": str(exc)})
         return _error(400, str(exc))
     store: EventStore = request.app.state.log

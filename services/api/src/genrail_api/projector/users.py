@@ -25,20 +25,32 @@ DDL = (
 )
 
 
+# One statement per table and batch: every column an array, unnested into rows.
+_INSERT_USERS = (
+    "INSERT INTO {users} (user_id, email, created_at) SELECT * FROM unnest("
+    "CAST(:user_id AS uuid[]), CAST(:email AS text[]), CAST(:at AS timestamptz[])) ON CONFLICT (user_id) DO NOTHING"
+)
+_INSERT_KEYS = (
+    "INSERT INTO {api_keys} (key_hash, user_id, key_prefix, created_at) SELECT * FROM unnest("
+    "CAST(:key_hash AS text[]), CAST(:user_id AS uuid[]), CAST(:key_prefix AS text[]), CAST(:at AS timestamptz[])) "
+    "ON CONFLICT (key_hash) DO NOTHING"
+)
+
+
 def make(users: str = "users", api_keys: str = "api_keys") -> Projection:
+    insert_users = sa.text(_INSERT_USERS.format(users=users))
+    insert_keys = sa.text(_INSERT_KEYS.format(api_keys=api_keys))
+
     async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
         registered = [s.event for s in batch if s.event.type == "user.registered"]
         if not registered:
             return
-        await conn.execute(sa.text(
-            f"INSERT INTO {users} (user_id, email, created_at) VALUES (:user_id, :email, :at) "
-            f"ON CONFLICT (user_id) DO NOTHING"),
-            [{"user_id": e.data["user_id"], "email": e.data["email"], "at": e.occurred_at} for e in registered])
-        await conn.execute(sa.text(
-            f"INSERT INTO {api_keys} (key_hash, user_id, key_prefix, created_at) "
-            f"VALUES (:key_hash, :user_id, :key_prefix, :at) ON CONFLICT (key_hash) DO NOTHING"),
-            [{"key_hash": e.data["key_hash"], "user_id": e.data["user_id"], "key_prefix": e.data["key_prefix"],
-              "at": e.occurred_at} for e in registered])
+        at = [e.occurred_at for e in registered]
+        await conn.execute(insert_users, {"user_id": [e.data["user_id"] for e in registered],
+                                          "email": [e.data["email"] for e in registered], "at": at})
+        await conn.execute(insert_keys, {"key_hash": [e.data["key_hash"] for e in registered],
+                                         "user_id": [e.data["user_id"] for e in registered],
+                                         "key_prefix": [e.data["key_prefix"] for e in registered], "at": at})
 
     return Projection(name="users", stream="USERS", subjects=("user.>",), version=1, tables=(users, api_keys),
                       apply=apply, ddl=tuple(s.format(users=users, api_keys=api_keys) for s in DDL))

@@ -1,0 +1,161 @@
+"""Trace context through NATS headers: injected by the producer, extracted by the consumer,
+continued by work that starts elsewhere; and the JSON logs name the current span."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from nats.aio.msg import Msg
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from genrail_events.envelope import Event
+from genrail_platform import tracing
+from genrail_platform.consumers import settle
+from genrail_platform.logs import JsonFormatter
+
+TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+
+
+@pytest.fixture(scope="module")
+def provider() -> TracerProvider:
+    """The process's tracer provider (set once per process), recording what the tests do."""
+    current = trace.get_tracer_provider()
+    if not isinstance(current, TracerProvider):
+        current = TracerProvider()
+        trace.set_tracer_provider(current)
+    return current
+
+
+@pytest.fixture(scope="module")
+def recorded(provider: TracerProvider) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(recorded: InMemorySpanExporter) -> InMemorySpanExporter:
+    recorded.clear()
+    return recorded
+
+
+def test_the_context_injected_into_message_headers_is_extracted_unchanged(provider):
+    with provider.get_tracer("test").start_as_current_span("publish") as span:
+        headers = {"Nats-Msg-Id": "job.created:1"}
+        tracing.inject(headers)
+    sent = span.get_span_context()
+    assert headers["traceparent"] == f"00-{sent.trace_id:032x}-{sent.span_id:016x}-{sent.trace_flags:02x}"
+    assert headers["Nats-Msg-Id"] == "job.created:1"
+    received = tracing.span_context_of(headers)
+    assert (received.trace_id, received.span_id, received.trace_flags, received.is_remote) == \
+        (sent.trace_id, sent.span_id, sent.trace_flags, True)
+    assert received.trace_flags.sampled
+
+
+def test_an_unsampled_producer_stays_unsampled_downstream():
+    received = tracing.span_context_of({"traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-00"})
+    assert received.is_valid and not received.trace_flags.sampled
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"Nats-Msg-Id": "x"}, {"traceparent": "00-garbage-01"},
+                                     {"traceparent": f"00-{0:032x}-{SPAN_ID:016x}-01"}])
+def test_headers_without_a_valid_traceparent_give_no_context(headers):
+    assert not tracing.span_context_of(headers).is_valid
+
+
+def _js_message(event: Event, headers: dict[str, str], client: _Recorder) -> Msg:
+    reply = "$JS.ACK.JOBS.pipeline.1.42.42.1700000000000000000.0"
+    return Msg(client, subject=f"job.created.{event.aggregate_id}", reply=reply, data=event.to_bytes(),
+               headers=headers)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, subject: str, payload: bytes = b"", **_kwargs) -> None:
+        self.published.append((subject, payload))
+
+
+def _one(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    [found] = [s for s in spans.get_finished_spans() if s.name == name]
+    return found
+
+
+async def test_a_settled_message_is_a_consumer_span_child_of_its_producer(spans):
+    event = Event(type="job.created", aggregate_id="j1", data={})
+    seen: list[int] = []
+
+    async def work(_event: Event) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    recorder = _Recorder()
+    headers = {"traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"}
+    await settle(_js_message(event, headers, recorder), None, consumer="pipeline", max_deliver=3, work=work)
+    consumer = _one(spans, "process pipeline")
+    assert consumer.kind is SpanKind.CONSUMER
+    assert (consumer.context.trace_id, consumer.parent.span_id) == (TRACE_ID, SPAN_ID)
+    assert seen == [TRACE_ID]  # the work runs inside the consumer span
+    assert consumer.attributes["messaging.consumer.group.name"] == "pipeline"
+    assert consumer.attributes["genrail.stream.seq"] == 42
+    assert consumer.attributes["genrail.settled"] == "acked"
+    assert consumer.status.status_code is StatusCode.UNSET
+    assert recorder.published == [("$JS.ACK.JOBS.pipeline.1.42.42.1700000000000000000.0", b"")]
+
+
+async def test_a_failed_delivery_marks_its_consumer_span_as_an_error(spans):
+    async def work(_event: Event) -> None:
+        raise RuntimeError("provider down")
+
+    message = _js_message(Event(type="job.created", aggregate_id="j1", data={}), {}, _Recorder())
+    await settle(message, None, consumer="pipeline", max_deliver=3, work=work)
+    consumer = _one(spans, "process pipeline")
+    assert consumer.attributes["genrail.settled"] == "retried"
+    assert consumer.status.status_code is StatusCode.ERROR and consumer.status.description == "provider down"
+    assert consumer.parent is None  # a message without a trace context starts a trace
+
+
+def test_work_continued_from_a_jobs_last_event_joins_its_trace_and_links_both_ways(provider, spans):
+    job_event = {"traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"}
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("POST /webhooks/replicate", kind=SpanKind.SERVER), \
+            tracing.continue_from(job_event, "replicate.prediction"), tracing.traced("inside"):
+        pass
+    applied, callback = _one(spans, "replicate.prediction"), _one(spans, "POST /webhooks/replicate")
+    assert (applied.context.trace_id, applied.parent.span_id) == (TRACE_ID, SPAN_ID)
+    assert [link.context.span_id for link in applied.links] == [callback.context.span_id]
+    assert [(link.context.trace_id, link.context.span_id) for link in callback.links] == [(TRACE_ID, SPAN_ID)]
+    assert _one(spans, "inside").parent.span_id == applied.context.span_id
+
+
+def test_without_a_context_on_the_log_the_work_continues_the_current_trace(provider, spans):
+    with provider.get_tracer("test").start_as_current_span("request") as request:
+        with tracing.continue_from({}, "replicate.prediction"):
+            pass
+    applied = _one(spans, "replicate.prediction")
+    assert applied.parent.span_id == request.get_span_context().span_id and not applied.links
+
+
+def test_an_expected_exception_is_an_outcome_and_any_other_an_error(spans):
+    with pytest.raises(KeyError), tracing.traced("append", expected=(KeyError,)):
+        raise KeyError("conflict")
+    with pytest.raises(ValueError), tracing.traced("broken", expected=(KeyError,)):
+        raise ValueError("boom")
+    assert _one(spans, "append").status.status_code is StatusCode.UNSET
+    assert _one(spans, "append").attributes["genrail.outcome"] == "KeyError"
+    assert _one(spans, "broken").status.status_code is StatusCode.ERROR
+
+
+def test_a_json_log_line_names_the_current_trace_and_span(provider):
+    record = logging.LogRecord("genrail.test", logging.INFO, __file__, 1, "job.created", (), None)
+    with provider.get_tracer("test").start_as_current_span("work") as span:
+        line = json.loads(JsonFormatter("api").format(record))
+    context = span.get_span_context()
+    assert (line["trace_id"], line["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    assert "trace_id" not in json.loads(JsonFormatter("api").format(record))  # no span, no ids
