@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from genrail_localprovider.openai_chat import router
 from genrail_platform.localwork.copy import generate_copy
 from genrail_platform.providers.errors import ProviderError
 from genrail_platform.providers.openai_chat import OpenAIChatClient
+from tests.servers import serve_in_thread
 
 COPY_INPUT = {
     "product_name": "Aurora Bottle",
@@ -31,26 +29,9 @@ def base_url() -> Iterator[str]:
     """The emulator in uvicorn, on a free loopback port, in a background thread."""
     app = FastAPI()
     app.include_router(router)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "emulator did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve_in_thread(app) as url:
+        yield f"{url}/v1"
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def client(base_url: str, http: httpx.AsyncClient, api_key: str = "sk-local-test") -> OpenAIChatClient:

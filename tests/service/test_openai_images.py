@@ -4,45 +4,27 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
 from genrail_localprovider.openai_images import router
 from genrail_platform.providers.errors import ProviderError
 from genrail_platform.providers.openai_images import OpenAIImagesClient
+from tests.servers import serve_in_thread
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     app = FastAPI()
     app.include_router(router)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the emulator did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:  # no proxy between us and loopback
-        yield client
+    with serve_in_thread(app) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse,
@@ -20,6 +18,7 @@ from starlette.routing import Route
 
 from genrail_platform.providers.errors import ProviderError
 from genrail_platform.providers.scrape import ScrapeRefused, scrape
+from tests.servers import serve_in_thread
 
 PRODUCT_PAGE = """<!doctype html><html><head>
 <meta charset="windows-1252">
@@ -100,26 +99,9 @@ APP = Starlette(routes=[
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """The app above in uvicorn, on a free loopback port, in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(APP, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve_in_thread(APP) as url:
+        yield url
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 async def test_a_product_page(site: str, http: httpx.AsyncClient) -> None:

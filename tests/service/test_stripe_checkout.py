@@ -2,14 +2,11 @@
 signed events read back by verify_stripe_event and interpret, as the webhooks service will."""
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -25,6 +22,7 @@ from genrail_platform.payments.stripe_events import (
     resolve_reversal,
     verify_stripe_event,
 )
+from tests.servers import serve_in_thread
 
 API_KEY = "sk_test_genrail_service_tests"
 WEBHOOK_SECRET = "whsec_service_test_secret"
@@ -65,20 +63,14 @@ def build_app(local_stripe: LocalStripe) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def local_stripe() -> Iterator[LocalStripe]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    running = LocalStripe(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = uvicorn.Server(uvicorn.Config(build_app(running), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the emulator server did not start")
-        time.sleep(0.01)
-    yield running
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    running: list[LocalStripe] = []
+
+    def app_at(url: str):
+        running.append(LocalStripe(base_url=url))
+        return build_app(running[0])
+
+    with serve_in_thread(factory=app_at):
+        yield running[0]
 
 
 @pytest.fixture
