@@ -8,7 +8,7 @@ import dataclasses
 import logging
 from typing import TypeVar
 
-from genrail_events import jobs, ledger, subjects
+from genrail_events import batches, jobs, ledger, subjects
 from genrail_events.envelope import Event, utcnow
 from genrail_platform.accounts import append_to_account, load_account
 from genrail_platform.batch_records import create_batch_records
@@ -44,14 +44,27 @@ async def refund_ended_attempt(store: EventStore, transitioned: Event) -> None:
                   reason=d["to"])
 
 
+async def _created_already(store: EventStore, debit: dict) -> bool:
+    """Did the API finish what this debit paid for (the job, the retry, or the batch)?"""
+    request = debit["job"]
+    if "image_keys" in request:
+        return await store.exists(batches.created_subject(request["batch_id"]))
+    if int(debit["attempt"]) == 1:
+        return await store.exists(jobs.created_subject(debit["job_id"]))
+    retried = await store.last(subjects.job("retried", debit["job_id"]))
+    return retried is not None and retried.event.data["attempt"] >= int(debit["attempt"])
+
+
 async def create_job_from_debit(store: EventStore, debited: Event, *, grace_s: float = 0.0) -> None:
     """The debit is the authoritative 'charge and create': if the API died between the two
     appends, the job is created here from the request the debit carries. A debit younger
     than `grace_s` is looked at again later: the API normally finishes its own work first."""
+    d = debited.data
+    if await _created_already(store, d):
+        return  # the common case: the API created it right after charging
     age_s = (utcnow() - debited.occurred_at).total_seconds()
     if age_s < grace_s:
         raise Defer(grace_s - age_s)
-    d = debited.data
     if int(d["attempt"]) != 1:
         await retry_job_from_debit(store, debited)  # a retry's debit belongs to a job that exists already
         return
