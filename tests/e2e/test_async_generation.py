@@ -137,7 +137,7 @@ async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api
         async with httpx.AsyncClient() as client:
             assert (await client.post(url, content=body, headers=headers)).status_code == 200
     assert len(await log.read(f"job.*.{job_id}")) == len(history)
-    refunds = [e for e in await ledger_events(log, user.id) if e.data["kind"] == "refunded"]
+    refunds = await ledger_events(log, user.id, "refunded")
     assert refunds == []
 
 
@@ -160,12 +160,8 @@ async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refun
         return answer.json()["status"] == "canceled"
 
     await wait_until(prediction_canceled)
-    await wait_until(lambda: _refunds(log, user.id))
+    await wait_until(lambda: ledger_events(log, user.id, "refunded"))
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
-
-
-async def _refunds(log, user_id: str) -> list:
-    return [e for e in await ledger_events(log, user_id) if e.data["kind"] == "refunded"]
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +187,9 @@ async def test_a_job_whose_provider_never_calls_back_expires_and_is_refunded_exa
         nc = await connect(stack.nats_url, "test")
         try:
             log = EventStore(nc)
-            await wait_until(lambda: _refunds(log, user.id))
+            await wait_until(lambda: ledger_events(log, user.id, "refunded"))
             await asyncio.sleep(1.5)  # more sweeps pass: still one refund
-            refunds = await _refunds(log, user.id)
+            refunds = await ledger_events(log, user.id, "refunded")
             assert [(r.data["job_id"], r.data["attempt"]) for r in refunds] == [(job_id, 1)]
         finally:
             await nc.close()

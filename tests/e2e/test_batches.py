@@ -68,7 +68,7 @@ async def test_a_batch_of_twenty_with_some_failing_edits_counts_refunds_and_zips
     assert all("safety" in i["error"] for i in batch["images"] if i["status"] == "failed")
 
     async def refunds() -> list:
-        return [e for e in await ledger_events(log, user.id) if e.data["kind"] == "refunded"]
+        return await ledger_events(log, user.id, "refunded")
 
     await wait_until(lambda: _at_least(refunds, 4))
     events = await ledger_events(log, user.id)
@@ -201,5 +201,5 @@ async def test_the_same_idempotency_key_names_the_same_batch_and_charges_once(ap
     body = {"prompt": "mirror", "image_keys": keys, "idempotency_key": "catalog-7"}
     answers = await asyncio.gather(*(api.post("/api/batches", headers=user.headers, json=body) for _ in range(10)))
     assert {a.status_code for a in answers} == {202} and len({a.json()["id"] for a in answers}) == 1
-    debits = [e for e in await ledger_events(log, user.id) if e.data["kind"] == "debited"]
+    debits = await ledger_events(log, user.id, "debited")
     assert len(debits) == 1 and debits[0].data["amount"] == 3

@@ -43,10 +43,6 @@ async def _is(api: httpx.AsyncClient, user: User, expected: int) -> bool:
     return await balance(api, user) == expected
 
 
-async def entries(log, user: User, kind: str) -> list:
-    return [e for e in await ledger_events(log, user.id) if e.data["kind"] == kind]
-
-
 async def checkout(api: httpx.AsyncClient, user: User, pack: str = "starter", **extra: Any) -> dict:
     response = await api.post("/api/billing/checkout", json={"pack": pack, **extra}, headers=user.headers)
     assert response.status_code == 201, response.text
@@ -92,7 +88,7 @@ async def failed_then_fixed(api: httpx.AsyncClient, log, shop, user: User) -> st
     shop.failing.add(name)
     job_id = await scrape(api, user, shop.url(f"/flaky/{name}"))
     assert (await wait_for_job(api, user, job_id, {"failed", "completed"}, timeout_s=60))["status"] == "failed"
-    await wait_until(lambda: entries(log, user, "refunded"))
+    await wait_until(lambda: ledger_events(log, user.id, "refunded"))
     shop.failing.discard(name)
     return job_id
 
@@ -132,7 +128,7 @@ async def test_buying_a_pack_through_checkout_adds_its_credits_once(api, log, st
     stripe_session = paid["data"]["object"]
     assert stripe_session["client_reference_id"] == user.id and stripe_session["metadata"]["pack"] == "starter"
     await settles_at(api, user, 110)
-    [purchase] = await entries(log, user, "purchased")
+    [purchase] = await ledger_events(log, user.id, "purchased")
     assert (purchase.data["payment_id"], purchase.data["amount"]) == (stripe_session["payment_intent"], 100)
 
 
@@ -165,7 +161,7 @@ async def test_a_checkout_completed_delivered_three_times_adds_credits_once(api,
     again = await deliver(stack, payload, signed(payload))
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     await settles_at(api, user, 110, hold_s=1.0)
-    assert len(await entries(log, user, "purchased")) == 1
+    assert len(await ledger_events(log, user.id, "purchased")) == 1
     assert len(await log.read(f"payment.succeeded.{payment_id}")) == 1
 
 
@@ -223,7 +219,7 @@ async def test_refunds_take_back_what_they_refund_once_even_below_zero_then_jobs
     await emulator(stack, f"/emulator/stripe/events/{half['id']}/resend")  # the same total again: nothing
     await emulator(stack, f"/emulator/stripe/sessions/{session_id}/refund")  # the rest: total 900
     await settles_at(api, user, -1, hold_s=1.0)
-    reversals = await entries(log, user, "reversed")
+    reversals = await ledger_events(log, user.id, "reversed")
     assert [(r.data["amount"], r.data["reason"], r.data["payment_id"]) for r in reversals] == [
         (50, "refund", payment_id), (50, "refund", payment_id)]
     refused = await api.post("/api/generate/copy", json=COPY, headers=user.headers)
@@ -239,7 +235,7 @@ async def test_a_lost_dispute_takes_the_purchase_back_though_it_names_no_user(ap
     dispute = await emulator(stack, f"/emulator/stripe/sessions/{session_id}/dispute-lost")
     assert dispute["data"]["object"]["metadata"] == {}
     await settles_at(api, user, 10, hold_s=1.0)
-    [reversal] = await entries(log, user, "reversed")
+    [reversal] = await ledger_events(log, user.id, "reversed")
     assert (reversal.data["amount"], reversal.data["reason"], reversal.data["payment_id"]) == (
         100, "dispute_lost", payment_id)
 
@@ -254,7 +250,7 @@ async def test_a_refund_that_arrives_before_its_purchase_waits_for_it(api, log, 
     assert await balance(api, user) == 10  # nothing to take back yet, and nothing lost
     purchase = stripe_event("checkout.session.completed", paid_session(user, payment_id))
     assert (await deliver(stack, purchase, signed(purchase))).status_code == 200
-    await wait_until(lambda: entries(log, user, "reversed"), timeout_s=30)
+    await wait_until(lambda: ledger_events(log, user.id, "reversed"), timeout_s=30)
     await settles_at(api, user, 10)
     assert [e.data["kind"] for e in await ledger_events(log, user.id)] == ["granted", "purchased", "reversed"]
 
@@ -300,13 +296,13 @@ async def test_retry_of_a_failed_job_charges_again_and_completes(api, log, shop)
     assert (done["status"], done["attempt"]) == ("completed", 2)
     assert done["output"]["title"] == "Trailblazer 2 Hiking Boots"
     await settles_at(api, user, 9)
-    debits = [(e.data["job_id"], e.data["attempt"]) for e in await entries(log, user, "debited")]
-    refunds = [(e.data["job_id"], e.data["attempt"]) for e in await entries(log, user, "refunded")]
+    debits = [(e.data["job_id"], e.data["attempt"]) for e in await ledger_events(log, user.id, "debited")]
+    refunds = [(e.data["job_id"], e.data["attempt"]) for e in await ledger_events(log, user.id, "refunded")]
     assert (debits, refunds) == ([(job_id, 1), (job_id, 2)], [(job_id, 1)])
 
     again = await api.post(f"/api/admin/jobs/{job_id}/retry", headers=ADMIN)
     assert again.status_code == 409 and "completed" in again.json()["detail"]
-    assert len(await entries(log, user, "debited")) == 2
+    assert len(await ledger_events(log, user.id, "debited")) == 2
     listed = await api.get("/api/admin/jobs", params={"user": user.id, "status": "completed"}, headers=ADMIN)
     assert [(j["id"], j["attempt"], j["user_id"]) for j in listed.json()["items"]] == [(job_id, 2, user.id)]
 
@@ -320,7 +316,7 @@ async def test_retry_without_credits_is_refused_and_charges_nothing(api, log, sh
     assert spent.status_code == 201 and spent.json()["balance"] == 0
     refused = await api.post(f"/api/admin/jobs/{job_id}/retry", headers=ADMIN)
     assert refused.status_code == 402 and refused.json()["balance"] == 0
-    assert len(await entries(log, user, "debited")) == 1
+    assert len(await ledger_events(log, user.id, "debited")) == 1
     assert (await log.last(f"job.retried.{job_id}")) is None
     missing = await api.post(f"/api/admin/jobs/{uuid.uuid4()}/retry", headers=ADMIN)
     assert missing.status_code == 404
@@ -346,7 +342,7 @@ async def test_a_retry_cut_off_after_its_charge_is_completed_by_the_next_request
     done = await wait_for_attempt(api, user, job_id, 2)
     assert (done["status"], done["attempt"]) == ("completed", 2)
     await settles_at(api, user, 9, hold_s=1.0)
-    assert [e.data["attempt"] for e in await entries(log, user, "debited")] == [1, 2]
+    assert [e.data["attempt"] for e in await ledger_events(log, user.id, "debited")] == [1, 2]
     assert len(await log.read(f"job.retried.{job_id}")) == 1
 
 
@@ -377,7 +373,7 @@ async def test_an_adjustment_is_applied_once_per_idempotency_key(api, log):
     for bad in ({"amount": 0, "reason": "x"}, {"amount": "5", "reason": "x"}, {"amount": 5, "reason": ""}):
         assert (await adjust(api, user.id, bad)).status_code == 422
     assert (await adjust(api, str(uuid.uuid4()), body)).status_code == 404
-    assert [e.data["amount"] for e in await entries(log, user, "adjusted")] == [25]
+    assert [e.data["amount"] for e in await ledger_events(log, user.id, "adjusted")] == [25]
 
 
 # --- the whole ledger -----------------------------------------------------------------------

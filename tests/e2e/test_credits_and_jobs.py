@@ -42,7 +42,6 @@ async def test_two_hundred_concurrent_copy_requests_never_overspend(api, log):
     assert all(e.data["balance_after"] >= 0 for e in events)
     assert sum(signed_amount(e) for e in events) == events[-1].data["balance_after"] == 0
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 0
-    jobs = (await api.get("/api/jobs?limit=200", headers=user.headers)).json()["items"]
     accepted = {r.json()["id"] for r in responses if r.status_code == 202}
     await wait_until(lambda: _listed(api, user, accepted))
 
@@ -61,7 +60,7 @@ async def test_fifty_concurrent_requests_with_one_idempotency_key_make_one_job(a
     job_ids = {r.json()["id"] for r in responses}
     assert len(job_ids) == 1
     job_id = job_ids.pop()
-    debits = [e for e in await ledger_events(log, user.id) if e.data["kind"] == "debited"]
+    debits = await ledger_events(log, user.id, "debited")
     assert [d.data["job_id"] for d in debits] == [job_id]
     assert len(await log.read(f"job.created.{job_id}")) == 1
 
@@ -70,7 +69,7 @@ async def test_fifty_concurrent_requests_with_one_idempotency_key_make_one_job(a
     again = await api.post("/api/generate/copy", json=body, headers=user.headers)
     assert again.status_code == 202 and again.json()["id"] == job_id
     assert again.headers.get("Idempotent-Replay") == "true"
-    debits = [e for e in await ledger_events(log, user.id) if e.data["kind"] == "debited"]
+    debits = await ledger_events(log, user.id, "debited")
     assert len(debits) == 1
     await wait_for_job(api, user, job_id, {"completed"})
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 9
@@ -92,17 +91,13 @@ async def test_a_job_whose_provider_fails_three_times_fails_is_refunded_once_and
     job_id = created.json()["id"]
     failed = await wait_for_job(api, user, job_id, {"failed", "completed"}, timeout_s=60)
     assert failed["status"] == "failed" and "503" in failed["error"]
-    refunds = await wait_until(lambda: _entries(log, user.id, "refunded"))
+    refunds = await wait_until(lambda: ledger_events(log, user.id, "refunded"))
     await asyncio.sleep(0.5)
-    refunds = await _entries(log, user.id, "refunded")
+    refunds = await ledger_events(log, user.id, "refunded")
     assert [(r.data["job_id"], r.data["attempt"], r.data["amount"]) for r in refunds] == [(job_id, 1, 1)]
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
     dead = await wait_until(lambda: _dead_letter_for(log, job_id))
     assert dead["num_delivered"] == 3 and "503" in dead["reason"]
-
-
-async def _entries(log, user_id: str, kind: str) -> list:
-    return [e for e in await ledger_events(log, user_id) if e.data["kind"] == kind]
 
 
 async def _dead_letter_for(log, job_id: str) -> dict | None:
@@ -126,7 +121,7 @@ async def test_canceling_a_running_job_refunds_it_once_and_its_late_result_is_dr
     assert again.status_code == 409 and "canceled" in again.json()["detail"]
     await asyncio.sleep(3)  # the slow page answers; its result must not revive the job
     assert (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["status"] == "canceled"
-    refunds = await _entries(log, user.id, "refunded")
+    refunds = await ledger_events(log, user.id, "refunded")
     assert [r.data["job_id"] for r in refunds] == [job_id]
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
 
