@@ -17,7 +17,7 @@ import typer
 from genrail_events import dead_letters as dl
 from genrail_events.dead_letters import DeadLetter, Resolution
 from genrail_events.envelope import Event
-from genrail_platform.eventstore import MSG_ID, ConcurrencyConflict, EventStore, connect
+from genrail_platform.eventstore import MSG_ID, EventStore, connect
 from genrail_platform.jobstore import load_job
 from nats.aio.client import Client as NATS
 from rich.console import Console
@@ -96,10 +96,8 @@ async def redrive_one(nc: NATS, dlq_id: int) -> str:
         headers[MSG_ID] = dl.redrive_msg_id(dlq_id)  # JetStream drops a second one within its window
         republished = (await nc.jetstream().publish(dead.subject, dead.data.encode(), headers=headers)).seq
     event = dl.resolution_event(dead, Resolution.redriven, by=operator(), republished_seq=republished)
-    try:
-        await store.append(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}", expect_last_seq=0)
-    except ConcurrencyConflict:
-        raise _already(dlq_id, (await store.last(dl.resolved_subject(dlq_id))).event) from None
+    if await store.append_first(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}") is None:
+        raise _already(dlq_id, (await store.last(dl.resolved_subject(dlq_id))).event)
     return f"dead letter {dlq_id} redriven: {dead.subject} republished as {dead.stream} seq {republished}"
 
 
@@ -108,11 +106,9 @@ async def discard_one(nc: NATS, dlq_id: int) -> str:
     if decision is not None:
         raise _already(dlq_id, decision)
     event = dl.resolution_event(dead, Resolution.discarded, by=operator())
-    try:
-        await EventStore(nc).append(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}",
-                                    expect_last_seq=0)
-    except ConcurrencyConflict:
-        raise _already(dlq_id, (await EventStore(nc).last(dl.resolved_subject(dlq_id))).event) from None
+    store = EventStore(nc)
+    if await store.append_first(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}") is None:
+        raise _already(dlq_id, (await store.last(dl.resolved_subject(dlq_id))).event)
     return f"dead letter {dlq_id} discarded"
 
 

@@ -109,6 +109,17 @@ class EventStore:
             span.set_attributes({"genrail.stream.seq": ack.seq, "genrail.duplicate": bool(ack.duplicate)})
         return Appended(ack.seq, bool(ack.duplicate))
 
+    async def append_first(self, subject: str, event: Event, *, msg_id: str,
+                           expect_filter: str | None = None) -> Appended | None:
+        """Append only while nothing is on `expect_filter` (default: `subject`). None when
+        something already is, or when this very message was appended before (same id)."""
+        try:
+            appended = await self.append(subject, event, msg_id=msg_id, expect_last_seq=0,
+                                         expect_filter=expect_filter)
+        except ConcurrencyConflict:
+            return None
+        return None if appended.duplicate else appended
+
     async def last(self, subject_filter: str) -> Stored | None:
         """The last event on a subject filter (wildcards allowed), read from the stream leader."""
         try:

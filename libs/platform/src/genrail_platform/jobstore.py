@@ -24,6 +24,14 @@ async def load_job(store: EventStore, job_id: str) -> tuple[jobs.Job | None, int
     return jobs.fold([s.event for s in history]), history[-1].seq
 
 
+async def append_job_created(store: EventStore, created: Event) -> bool:
+    """Create the job, once ever: False when it exists (created by a concurrent request with
+    the same idempotency key, by the API, or by the ledger's recovery from the debit)."""
+    job_id = created.aggregate_id
+    return await store.append_first(jobs.created_subject(job_id), created, msg_id=f"job.created:{job_id}",
+                                    expect_filter=subjects.job_events(job_id)) is not None
+
+
 async def append_job_event(store: EventStore, job: jobs.Job, seq: int, event: Event) -> Appended:
     """The message id names the position the append expects: a republish of the same append
     (after a lost ack) is deduplicated, and no two different appends can share an id."""

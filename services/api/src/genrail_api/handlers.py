@@ -12,8 +12,8 @@ from typing import Any
 from genrail_events import batches, jobs, ledger, subjects, users
 from genrail_platform.accounts import append_to_account, load_account
 from genrail_platform.batch_records import batch_request, create_batch_records
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
-from genrail_platform.jobstore import append_job_event, load_job, transition
+from genrail_platform.eventstore import EventStore, retry_on_conflict
+from genrail_platform.jobstore import append_job_created, append_job_event, load_job, transition
 from genrail_platform.logs import event as log_event
 
 log = logging.getLogger("genrail.api")
@@ -38,11 +38,9 @@ async def register_user(store: EventStore, email: str, *, wait_s: float) -> Regi
     api_key = users.new_api_key()
     event = users.user_registered(email, api_key)
     user_id = event.aggregate_id
-    try:
-        appended = await store.append(users.registered_subject(user_id), event, msg_id=f"register:{user_id}",
-                                      expect_last_seq=0)
-    except ConcurrencyConflict:
-        raise EmailTaken(f"{users.normalize_email(email)} is already registered") from None
+    appended = await store.append_first(users.registered_subject(user_id), event, msg_id=f"register:{user_id}")
+    if appended is None:
+        raise EmailTaken(f"{users.normalize_email(email)} is already registered")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and not await store.exists(subjects.ledger(user_id, "granted", "signup")):
         await asyncio.sleep(0.01)
@@ -51,7 +49,7 @@ async def register_user(store: EventStore, email: str, *, wait_s: float) -> Regi
 
 
 async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, job_input: dict[str, Any],
-                     cost: int, idempotency_key: str | None, *, batch_id: str | None = None) -> tuple[jobs.Job, bool]:
+                     cost: int, idempotency_key: str | None) -> tuple[jobs.Job, bool]:
     """Charge and create. Returns the job and whether this call created it (False: the
     idempotency key named an existing job). InsufficientCredits propagates, nothing charged."""
     job_id = jobs.job_id_for(user_id, idempotency_key)
@@ -59,17 +57,14 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         existing, _ = await load_job(store, job_id)
         if existing is not None:
             return existing, False
-    request = {"type": str(job_type), "input": job_input, "cost": cost, "batch_id": batch_id}
+    request = {"type": str(job_type), "input": job_input, "cost": cost, "batch_id": None}
     debit_subject = subjects.ledger(user_id, "debited", job_id, "1")
     charged = await append_to_account(
         store, user_id, lambda account: ledger.decide_debit(account, job_id, 1, cost, request),
         unique_subject=debit_subject if idempotency_key is not None else None,
     )
-    created = jobs.job_created(job_id, user_id, job_type, cost, job_input, batch_id=batch_id)
-    try:
-        await store.append(jobs.created_subject(job_id), created, msg_id=f"job.created:{job_id}",
-                           expect_last_seq=0, expect_filter=subjects.job_events(job_id))
-    except ConcurrencyConflict:
+    created = jobs.job_created(job_id, user_id, job_type, cost, job_input)
+    if not await append_job_created(store, created):
         # Created already: by a concurrent request with the same key, or by the ledger's
         # recovery policy from our own debit. Ours is a new job exactly when we charged it.
         job, _ = await load_job(store, job_id)

@@ -13,8 +13,8 @@ from genrail_events.envelope import Event, utcnow
 from genrail_platform.accounts import append_to_account, load_account
 from genrail_platform.batch_records import create_batch_records
 from genrail_platform.consumers import Defer, Retry
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore, retry_on_conflict
-from genrail_platform.jobstore import append_job_event, load_job
+from genrail_platform.eventstore import EventStore, retry_on_conflict
+from genrail_platform.jobstore import append_job_created, append_job_event, load_job
 from genrail_platform.logs import event as log_event
 from genrail_platform.payments.stripe_events import PaymentReversed, PaymentSucceeded, resolve_reversal
 
@@ -76,10 +76,7 @@ async def create_job_from_debit(store: EventStore, debited: Event, *, grace_s: f
         return
     created = jobs.job_created(d["job_id"], d["user_id"], jobs.JobType(request["type"]), int(request["cost"]),
                                request["input"], batch_id=request.get("batch_id"))
-    try:
-        await store.append(jobs.created_subject(d["job_id"]), created, msg_id=f"job.created:{d['job_id']}",
-                           expect_last_seq=0, expect_filter=subjects.job_events(d["job_id"]))
-    except ConcurrencyConflict:
+    if not await append_job_created(store, created):
         return  # the API created it, as it normally does
     log_event(log, "job.created", job_id=d["job_id"], user_id=d["user_id"], type=request["type"],
               recovered_from_debit=True)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from genrail_events import subjects
 from genrail_events.envelope import Event
 from genrail_platform import metrics
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore
+from genrail_platform.eventstore import EventStore
 from genrail_platform.logs import event as log_event
 from genrail_platform.payments.stripe_events import (
     PaymentReversed,
@@ -106,13 +106,11 @@ async def receive_stripe_event(request: Request) -> StripeReceipt | JSONResponse
         return _error(400, str(exc))
     store: EventStore = request.app.state.log
     try:
-        appended = await store.append(subject, event, msg_id=msg_id, expect_last_seq=0)
-    except ConcurrencyConflict:
-        return StripeReceipt(status="duplicate", stripe_event_id=payment.stripe_event_id, subject=subject)
+        appended = await store.append_first(subject, event, msg_id=msg_id)
     except (nats.errors.Error, asyncio.TimeoutError) as exc:
         log.error("stripe.webhook_not_recorded", extra={"subject": subject, "error": repr(exc)})
         return _error(503, "the event could not be recorded right now; Stripe will deliver it again")
-    if appended.duplicate:  # the same message id within the log's duplicate window
+    if appended is None:  # recorded before: by another event for the same payment, or this one
         return StripeReceipt(status="duplicate", stripe_event_id=payment.stripe_event_id, subject=subject)
     log_event(log, f"payment.{'succeeded' if isinstance(payment, PaymentSucceeded) else 'reversed'}",
               payment_id=payment.payment_id, user_id=payment.user_id, stripe_event_id=payment.stripe_event_id)
