@@ -104,9 +104,7 @@ class Worker:
         try:
             prediction = await self.providers.submit_prediction(job)
         except ProviderError as exc:
-            if exc.transient:
-                raise Retry(f"{job.type} provider: {exc}", exc.retry_after_s) from exc
-            await self.fail(job.id, f"{job.type} provider: {exc}")
+            await self._provider_failed(job, seq, exc)
             return
 
         def record(current: jobs.Job):
