@@ -66,8 +66,6 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
         return "earlier attempt"
     if job.status in jobs.FINAL_STATUSES:
         return f"job already {job.status}"
-    if job.prediction_id and prediction.get("id") and prediction["id"] != job.prediction_id:
-        return "not the job's prediction"
     status = prediction.get("status")
     prediction_id = prediction.get("id")
 
@@ -78,6 +76,8 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
 
     try:
         job, _, seq = await transition(store, job_id, start, known=(job, seq))
+        if prediction_id and job.prediction_id != prediction_id:
+            return "not the job's prediction"  # e.g. a second prediction started after a crash
         if status in RUNNING:
             return "started"
         if status == "succeeded":
