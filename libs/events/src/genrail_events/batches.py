@@ -44,10 +44,18 @@ def created_subject(batch_id: str) -> str:
     return subjects.batch("created", batch_id)
 
 
+def finished(counts: Mapping[str, int]) -> int:
+    """How many images are final (completed, failed, canceled or expired)."""
+    return sum(n for s, n in counts.items() if JobStatus(s) in FINAL_STATUSES)
+
+
+def progress(counts: Mapping[str, int], total: int) -> float:
+    return round(finished(counts) / total, 4) if total else 1.0
+
+
 def status(counts: Mapping[str, int], total: int) -> BatchStatus:
     """A batch is done when every image is final: all completed, some, or none."""
-    final = sum(n for s, n in counts.items() if JobStatus(s) in FINAL_STATUSES)
-    if final < total:
+    if finished(counts) < total:
         return BatchStatus.processing
     completed = counts.get(JobStatus.completed, 0)
     if completed == total:

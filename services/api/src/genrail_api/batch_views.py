@@ -43,23 +43,20 @@ async def batch_view(db: AsyncConnection, log: EventStore, storage: Storage, set
         job = by_id.get(job_id)
         if job is not None and with_urls:
             job = await present_job(job, storage, settings)
-        files = (job or {}).get("output", {}) or {}
+        edited = (((job or {}).get("output") or {}).get("files") or [None])[0]
         images.append({"index": index, "job_id": job_id, "image_key": key,
                        "status": job["status"] if job else str(jobs.JobStatus.pending),
                        "error": job["error"] if job else None,
-                       "output_url": files.get("files", [{}])[0].get("url") if files.get("files") else None,
-                       "output_key": files["files"][0]["key"] if files.get("files") else None,
+                       "output_url": edited.get("url") if edited else None,
+                       "output_key": edited["key"] if edited else None,
                        "updated_at": job["updated_at"] if job else batch["created_at"]})
     counts = Counter(image["status"] for image in images)
-    total = len(images)
-    final = sum(n for s, n in counts.items() if jobs.JobStatus(s) in jobs.FINAL_STATUSES)
+    total, updated_at = len(images), max(image["updated_at"] for image in images)
     status = batches.status(counts, total)
     return {"id": batch["id"], "prompt": batch["prompt"], "status": str(status), "total": total,
-            "counts": dict(counts), "progress": round(final / total, 4) if total else 1.0,
-            "cost": batch["cost_per_image"] * total, "created_at": batch["created_at"],
-            "updated_at": max(image["updated_at"] for image in images),
-            "finished_at": max(image["updated_at"] for image in images)
-            if status is not batches.BatchStatus.processing else None,
+            "counts": dict(counts), "progress": batches.progress(counts, total),
+            "cost": batch["cost_per_image"] * total, "created_at": batch["created_at"], "updated_at": updated_at,
+            "finished_at": updated_at if status is not batches.BatchStatus.processing else None,
             "images": images}
 
 
