@@ -26,10 +26,10 @@ from genrail_events.envelope import Event
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
 from genrail_events.ledger import Account
-from genrail_platform.db import create_schema, make_engine
-from genrail_platform.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from genrail_platform.eventstore import connect, ensure_streams
-from genrail_platform.projection import OrderedReader, stream_seq
+from genrail_readmodels.db import create_schema, make_engine
+from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from genrail_eventlog.store import connect, ensure_streams
+from genrail_eventlog.reader import OrderedReader, stream_seq
 from nats.aio.client import Client as NATS
 
 COPY_INPUT = {"product_name": "Trailblazer 2 hiking boots", "product_description": "Waterproof leather, Vibram sole.",

@@ -19,10 +19,10 @@ from nats.js.api import StreamConfig
 
 from genrail_cli.stack import Ports, Stack
 from genrail_events import ledger
-from genrail_platform.accounts import append_to_account
-from genrail_platform.db import make_engine
-from genrail_platform.embedded import free_port
-from genrail_platform.eventstore import EventStore, connect
+from genrail_commands.accounts import append_to_account
+from genrail_readmodels.db import make_engine
+from genrail_cli.embedded import free_port
+from genrail_eventlog.store import EventStore, connect
 
 from .load import run_in_process
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from genrail_cli.stack import Ports, Stack
-from genrail_platform.embedded import free_port
-from genrail_platform.eventstore import EventStore, connect
+from genrail_cli.embedded import free_port
+from genrail_eventlog.store import EventStore, connect
 
 # Short windows so the tests exercise the paths that must not depend on them: a 2 s
 # message-id window (idempotency is proven past it) and a 3 s redelivery timeout.

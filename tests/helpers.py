@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from genrail_platform.eventstore import EventStore
+from genrail_eventlog.store import EventStore
 
 
 class User:

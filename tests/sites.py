@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from genrail_platform.embedded import free_port
+from genrail_cli.embedded import free_port
 
 PRODUCT_PAGE = """<!doctype html><html><head>
 <title>Trailblazer 2 Hiking Boots | Summit Outfitters</title>

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from genrail_platform import webhook_signing
+from genrail_runtime import webhook_signing
 from tests.conftest import new_stack
 from tests.helpers import ledger_events, register, wait_for_job, wait_until
 
@@ -65,7 +65,7 @@ async def test_media_urls_are_signed_and_expire(api, stack):
     token = url.rsplit("/", 1)[1]
     forged = url.replace(token, token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
     assert (await _download(forged)).status_code == 404
-    from genrail_platform.media_urls import sign_media_token
+    from genrail_storage.media_urls import sign_media_token
 
     secret = stack.local_secrets()["media_url"]
     key = job["output"]["files"][0]["key"]
@@ -182,7 +182,7 @@ async def test_a_job_whose_provider_never_calls_back_expires_and_is_refunded_exa
         job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Anyone?"})).json()["id"]
         job = await wait_for_job(api, user, job_id, {"expired", "completed", "failed"}, timeout_s=30)
         assert job["status"] == "expired" and "no result from the provider" in job["error"]
-        from genrail_platform.eventstore import EventStore, connect
+        from genrail_eventlog.store import EventStore, connect
 
         nc = await connect(stack.nats_url, "test")
         try:

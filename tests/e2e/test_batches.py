@@ -34,7 +34,7 @@ async def upload(api, user: User, data: bytes, name: str = "photo.png") -> httpx
 
 async def grant(log, user: User, amount: int) -> None:
     from genrail_events import ledger
-    from genrail_platform.accounts import append_to_account
+    from genrail_commands.accounts import append_to_account
 
     await append_to_account(log, user.id, lambda a: ledger.decide_grant(a, amount, "test", f"test-{amount}"))
 

@@ -15,7 +15,7 @@ import stripe
 
 from genrail_events import ledger
 from genrail_events.ledger import Account
-from genrail_platform.accounts import append_to_account
+from genrail_commands.accounts import append_to_account
 from tests.conftest import TEST_ENV
 from tests.helpers import User, ledger_events, register, wait_for_job, wait_until
 

@@ -21,10 +21,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
 
 from genrail_cli.stack import Stack
-from genrail_platform import webhook_signing
-from genrail_platform.consumers import ensure_consumer
-from genrail_platform.eventstore import connect
-from genrail_platform.metrics import ConsumerLag
+from genrail_runtime import webhook_signing
+from genrail_eventlog.consumers import ensure_consumer
+from genrail_eventlog.store import connect
+from genrail_eventlog.lag import ConsumerLag
 from tests.conftest import new_stack
 from tests.helpers import User, register, wait_for_job, wait_until
 

@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 from genrail_cli.projections import FACTORIES
 from genrail_events import ledger
-from genrail_platform.accounts import load_account
-from genrail_platform.consumers import DeadLetter, settle
-from genrail_platform.db import make_engine
-from genrail_platform.eventstore import MSG_ID, EventStore, connect
+from genrail_commands.accounts import load_account
+from genrail_eventlog.consumers import DeadLetter, settle
+from genrail_readmodels.db import make_engine
+from genrail_eventlog.store import MSG_ID, EventStore, connect
 
 from tests.conftest import new_stack
 from tests.helpers import User, ledger_events, register, wait_for_job, wait_until
@@ -287,7 +287,7 @@ async def test_replay_verify_prints_every_difference_and_a_replay_repairs_them(s
 
 async def test_a_service_rebuilds_a_projection_the_database_holds_at_an_older_version(spare):
     from genrail_api.projector import users
-    from genrail_platform.projection import ensure_current_version
+    from genrail_readmodels.runner import ensure_current_version
 
     await sql(spare.database_url, "UPDATE projection_checkpoints SET version = 0 WHERE name = 'users'")
     before = await sql(spare.database_url, "SELECT user_id, email FROM users ORDER BY 1")

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from genrail_localprovider.openai_chat import router
-from genrail_platform.localwork.copy import generate_copy
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.providers.openai_chat import OpenAIChatClient
+from genrail_copywriter.copy import generate_copy
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_pipeline.clients.openai_chat import OpenAIChatClient
 from tests.servers import serve_in_thread
 
 COPY_INPUT = {

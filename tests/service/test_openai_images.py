@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from PIL import Image
 
 from genrail_localprovider.openai_images import router
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.providers.openai_images import OpenAIImagesClient
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_pipeline.clients.openai_images import OpenAIImagesClient
 from tests.servers import serve_in_thread
 
 

@@ -18,9 +18,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from genrail_localprovider.replicate import MODELS, ReplicateEmulatorSettings, create_router
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.providers.replicate import ReplicateClient
-from genrail_platform.webhook_signing import new_secret, verify
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_pipeline.clients.replicate import ReplicateClient
+from genrail_runtime.webhook_signing import new_secret, verify
 from PIL import Image
 
 TOKEN = "r8_test_token"

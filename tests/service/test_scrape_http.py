@@ -16,8 +16,8 @@ from starlette.responses import (HTMLResponse, JSONResponse, PlainTextResponse, 
                                  Response, StreamingResponse)
 from starlette.routing import Route
 
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.providers.scrape import ScrapeRefused, scrape
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_pipeline.clients.scrape import ScrapeRefused, scrape
 from tests.servers import serve_in_thread
 
 PRODUCT_PAGE = """<!doctype html><html><head>

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import boto3
 import httpx
 import pytest
-from genrail_platform.media_urls import (
+from genrail_storage.media_urls import (
     MediaTokenExpired,
     MediaTokenInvalid,
     sign_media_token,
     verify_media_token,
 )
-from genrail_platform.storage import (
+from genrail_storage.store import (
     FileStorage,
     InvalidKey,
     ObjectNotFound,

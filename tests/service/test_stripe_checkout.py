@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 
 from genrail_localprovider import stripe as stripe_emulator
 from genrail_localprovider.stripe import StripeEmulator, StripeEmulatorSettings
-from genrail_platform.payments.packs import CreditPack
-from genrail_platform.payments.stripe_checkout import CheckoutSession, PaymentProviderError, StripeCheckout
-from genrail_platform.payments.stripe_events import (
+from genrail_events.payments import CreditPack
+from genrail_api.stripe_checkout import CheckoutSession, PaymentProviderError, StripeCheckout
+from genrail_webhooks.stripe_events import (
     PaymentReversed,
     PaymentSucceeded,
     StripeWebhookRejected,

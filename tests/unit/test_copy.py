@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from genrail_platform.localwork.copy import TONES, count_words, generate_copy, read_description
+from genrail_copywriter.copy import TONES, count_words, generate_copy, read_description
 
 BOTTLE = {
     "product_name": "Aurora Bottle",

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image, ImageFilter, ImageStat
 
-from genrail_platform.localwork.image_edits import (
+from genrail_localprovider.work.image_edits import (
     Blur,
     Brightness,
     Caption,

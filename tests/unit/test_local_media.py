@@ -2,7 +2,7 @@ import io
 import wave
 
 import pytest
-from genrail_platform.localwork.media import STYLES, static_ad, tts, ugc_video
+from genrail_localprovider.work.media import STYLES, static_ad, tts, ugc_video
 from PIL import Image, ImageDraw
 
 

@@ -11,8 +11,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from genrail_events import ledger
 from genrail_events.ledger import Account
-from genrail_platform import logs, metrics
-from genrail_platform.metrics import ConsumerLag, Metrics
+from genrail_runtime import logs, metrics
+from genrail_runtime.metrics import Metrics
+from genrail_commands.accounts import count_credits
+from genrail_eventlog.lag import ConsumerLag
 
 
 @pytest.fixture
@@ -67,10 +69,10 @@ def test_a_completed_job_is_timed_from_its_creation(instruments, reader):
 
 def test_debits_and_refunds_count_their_credits(instruments, reader):
     account = Account("u1", 10)
-    instruments.ledger_entry(ledger.decide_debit(account, "j1", 1, 3, {"type": "static_ad"}).event)
-    instruments.ledger_entry(ledger.decide_debit(account, "j2", 1, 2, {"type": "tts"}).event)
-    instruments.ledger_entry(ledger.decide_refund(account, "j1", 1, 3, "job failed").event)
-    instruments.ledger_entry(ledger.decide_grant(account, 10, "signup", "signup").event)
+    count_credits(ledger.decide_debit(account, "j1", 1, 3, {"type": "static_ad"}).event)
+    count_credits(ledger.decide_debit(account, "j2", 1, 2, {"type": "tts"}).event)
+    count_credits(ledger.decide_refund(account, "j1", 1, 3, "job failed").event)
+    count_credits(ledger.decide_grant(account, 10, "signup", "signup").event)
     assert points(reader) == {
         ("genrail.credits.debited", (("type", "static_ad"),)): 3,
         ("genrail.credits.debited", (("type", "tts"),)): 2,

@@ -1,6 +1,6 @@
 import pytest
 
-from genrail_platform.payments.packs import CreditPack, parse_packs
+from genrail_events.payments import CreditPack, parse_packs
 
 
 def test_parses_packs_by_id():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genrail_platform.providers.scrape import MAX_IMAGES, extract_product
+from genrail_pipeline.clients.scrape import MAX_IMAGES, extract_product
 
 BASE = "https://shop.example.com/products/aurora-bottle?variant=7"
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import stripe
 
-from genrail_platform.payments.stripe_events import (
+from genrail_webhooks.stripe_events import (
     PaymentReversed,
     PaymentSucceeded,
     StripeEventMalformed,

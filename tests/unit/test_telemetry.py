@@ -15,8 +15,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, SpanKind
 
-from genrail_platform.settings import CommonSettings
-from genrail_platform.telemetry import OTLP_ENDPOINT_VARIABLES, span_processors
+from genrail_runtime.settings import CommonSettings
+from genrail_runtime.telemetry import OTLP_ENDPOINT_VARIABLES, span_processors
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from genrail_events.envelope import Event
-from genrail_platform import tracing
-from genrail_platform.consumers import settle
-from genrail_platform.logs import JsonFormatter
+from genrail_eventlog import tracing
+from genrail_eventlog.consumers import settle
+from genrail_runtime.logs import JsonFormatter
 
 TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
-from genrail_platform.webhook_signing import (
+from genrail_runtime.webhook_signing import (
     WebhookSignatureInvalid,
     WebhookTimestampOutOfRange,
     decode_secret,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from genrail_events.audit import Logged, Violation, audit
 from genrail_events.envelope import Event
-from genrail_platform.eventstore import connect, stream_for
+from genrail_eventlog.store import connect, stream_for
 from rich.console import Console
 from rich.markup import escape
 
@@ -92,7 +92,7 @@ def audit_command(
     exits 1 when there is any."""
     if data_dir is None:
         raise typer.Exit(run_audit(nats_url))
-    from genrail_platform.embedded import EmbeddedNats, free_port
+    from genrail_cli.embedded import EmbeddedNats, free_port
 
     if not (data_dir / "nats" / "jetstream").is_dir():
         console.print(f"[bold red]error:[/] no log under {data_dir / 'nats'}")

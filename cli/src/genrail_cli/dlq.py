@@ -17,8 +17,8 @@ import typer
 from genrail_events import dead_letters as dl
 from genrail_events.dead_letters import DeadLetter, Resolution
 from genrail_events.envelope import Event
-from genrail_platform.eventstore import MSG_ID, EventStore, connect
-from genrail_platform.jobstore import load_job
+from genrail_eventlog.store import MSG_ID, EventStore, connect
+from genrail_commands.jobs import load_job
 from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.markup import escape

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from genrail_events import dead_letters, subjects
 from genrail_events.envelope import Event
-from genrail_platform.eventstore import connect, stream_for
+from genrail_eventlog.store import connect, stream_for
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table

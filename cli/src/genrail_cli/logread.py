@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from genrail_events.envelope import Event
-from genrail_platform.projection import OrderedReader, stream_seq
+from genrail_eventlog.reader import OrderedReader, stream_seq
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 

@@ -38,7 +38,7 @@ def up(
 ) -> None:
     """Start the whole system: embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL
     name external ones), then every service as its own process. Ctrl-C stops it all."""
-    from genrail_platform.embedded import PortInUse
+    from genrail_cli.embedded import PortInUse
 
     stack = Stack(data_dir=data_dir.resolve(), echo=echo,
                   ports=Ports(api=api_port, webhooks=webhooks_port, localprovider=localprovider_port,

@@ -1,6 +1,6 @@
 """`genrail replay`: rebuild projections from the log, one process per projection.
 
-Each projection is rebuilt by `genrail_platform.projection.rebuild` in a process of its
+Each projection is rebuilt by `genrail_readmodels.runner.rebuild` in a process of its
 own (the projections are independent and a rebuild is bound by one core of Python), while
 this process draws the progress. A child notices when this process dies and dies with it,
 so a killed replay leaves nothing running (and the live tables as they were).
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from . import projections
+from genrail_readmodels import registry as projections
 from .options import DATABASE_URL, NATS_URL, DatabaseUrl, NatsUrl, prose
 
 console = Console()
@@ -43,9 +43,9 @@ class Outcome:
 
 async def _rebuild_one(name: str, nats_url: str, database_url: str, verify: bool, batch_size: int,
                        report) -> Outcome:
-    from genrail_platform.db import make_engine
-    from genrail_platform.eventstore import connect
-    from genrail_platform.projection import rebuild
+    from genrail_readmodels.db import make_engine
+    from genrail_eventlog.store import connect
+    from genrail_readmodels.runner import rebuild
 
     nc = await connect(nats_url, f"genrail-replay-{name}")
     engine = make_engine(database_url, pool_size=2)

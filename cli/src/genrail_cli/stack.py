@@ -21,12 +21,12 @@ from pathlib import Path
 
 import httpx
 
-from genrail_platform import webhook_signing
-from genrail_platform.embedded import EmbeddedNats, EmbeddedPostgres, require_free
+from genrail_runtime import webhook_signing
+from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, require_free
 
 SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
     "ledger": "genrail_ledger",
-    "projector": "genrail_api.projector",
+    "projector": "genrail_projector",
     "pipeline": "genrail_pipeline",
     "localprovider": "genrail_localprovider",
     "webhooks": "genrail_webhooks",

@@ -6,23 +6,21 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genrail_events import batches, jobs
-from genrail_platform.eventstore import EventStore
-from genrail_platform.storage import Storage
+from genrail_readmodels import batches as batches_table
+from genrail_readmodels import jobs as jobs_table
+from genrail_eventlog.store import EventStore
+from genrail_storage.store import Storage
 
 from .media import present_job
-from .read_models import job_row_to_dict
 from .settings import ApiSettings
 
 
 async def _batch_row(db: AsyncConnection, log: EventStore, batch_id: str) -> dict[str, Any] | None:
-    row = (await db.execute(sa.text("SELECT * FROM batches WHERE id = :id"), {"id": batch_id})).first()
-    if row is not None:
-        return {"id": str(row.id), "user_id": str(row.user_id), "prompt": row.prompt, "image_keys": row.image_keys,
-                "job_ids": row.job_ids, "cost_per_image": row.cost_per_image, "created_at": row.created_at}
+    if (row := await batches_table.get(db, batch_id)) is not None:
+        return row
     stored = await log.last(batches.created_subject(batch_id))
     if stored is None:
         return None
@@ -36,8 +34,7 @@ async def batch_view(db: AsyncConnection, log: EventStore, storage: Storage, set
     batch = await _batch_row(db, log, batch_id)
     if batch is None or batch["user_id"] != user_id:
         return None
-    rows = await db.execute(sa.text("SELECT * FROM jobs WHERE batch_id = :b"), {"b": batch_id})
-    by_id = {str(r.id): job_row_to_dict(r) for r in rows}
+    by_id = {job["id"]: job for job in await jobs_table.of_batch(db, batch_id)}
     images = []
     for index, (job_id, key) in enumerate(zip(batch["job_ids"], batch["image_keys"], strict=True)):
         job = by_id.get(job_id)
@@ -58,13 +55,3 @@ async def batch_view(db: AsyncConnection, log: EventStore, storage: Storage, set
             "cost": batch["cost_per_image"] * total, "created_at": batch["created_at"], "updated_at": updated_at,
             "finished_at": updated_at if status is not batches.BatchStatus.processing else None,
             "images": images}
-
-
-async def list_batches(db: AsyncConnection, user_id: str, *, before: str | None, limit: int) -> list[dict[str, Any]]:
-    sql = "SELECT id, prompt, total, created_at FROM batches WHERE user_id = :u"
-    params: dict[str, Any] = {"u": user_id, "limit": limit}
-    if before is not None:
-        sql += " AND (created_at, id) < (SELECT created_at, id FROM batches WHERE id = CAST(:before AS uuid))"
-        params["before"] = before
-    rows = await db.execute(sa.text(sql + " ORDER BY created_at DESC, id DESC LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]

@@ -10,10 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from genrail_events.users import hash_api_key
-from genrail_platform.eventstore import EventStore
-from genrail_platform.storage import Storage
+from genrail_eventlog.store import EventStore
+from genrail_storage.store import Storage
 
-from . import read_models
+from genrail_readmodels import users as users_table
 from .errors import ApiError, Unauthorized
 from .settings import ApiSettings
 
@@ -49,7 +49,7 @@ async def current_user(request: Request,
     cache: dict[str, str] = request.app.state.key_cache
     if (user_id := cache.get(key_hash)) is None:
         async with request.app.state.engine.connect() as conn:
-            user_id = await read_models.user_for_key_hash(conn, key_hash)
+            user_id = await users_table.user_for_key_hash(conn, key_hash)
         if user_id is None:
             raise Unauthorized("unknown API key")
         if len(cache) > 100_000:

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from genrail_events import batches, jobs, ledger, subjects, users
-from genrail_platform.accounts import append_to_account, load_account
-from genrail_platform.batch_records import batch_request, create_batch_records
-from genrail_platform.eventstore import EventStore, retry_on_conflict
-from genrail_platform.jobstore import append_job_created, append_job_event, load_job, transition
-from genrail_platform.logs import event as log_event
+from genrail_commands.accounts import append_to_account, load_account
+from genrail_commands.batches import batch_request, create_batch_records
+from genrail_eventlog.store import EventStore, retry_on_conflict
+from genrail_commands.jobs import append_job_created, append_job_event, load_job, transition
+from genrail_runtime.logs import event as log_event
 
 log = logging.getLogger("genrail.api")
 

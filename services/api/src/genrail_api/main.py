@@ -7,22 +7,21 @@ import logging
 import secrets
 from contextlib import asynccontextmanager
 
-import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from genrail_platform import logs, telemetry
-from genrail_platform.db import make_engine
-from genrail_platform.eventstore import EventStore, connect, ensure_streams
+from genrail_runtime import logs, telemetry
+from genrail_readmodels import registry
+from genrail_readmodels.db import make_engine, wait_for_tables
+from genrail_eventlog.store import EventStore, connect, ensure_streams
 
 from . import errors
-from genrail_platform.body_limit import BodySizeLimit
+from genrail_runtime.body_limit import BodySizeLimit
 from .routes import admin, batches, billing, credits, generate, jobs, media, uploads, users
 from .settings import ApiSettings
 
 log = logging.getLogger("genrail.api")
-READ_TABLES = ("jobs", "users", "api_keys", "batches", "ledger_entries", "projection_checkpoints")
 
 DESCRIPTION = """
 Pay credits for AI generation jobs and follow them to their results.
@@ -36,20 +35,6 @@ Errors are `{"detail": "..."}`; a 402 also carries `balance` and `cost`.
 """
 
 
-async def wait_for_tables(engine, timeout_s: float = 60) -> None:
-    """The projector and the ledger create the tables the API reads; wait for them."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        async with engine.connect() as conn:
-            found = (await conn.execute(sa.text(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ANY(:t)"),
-                {"t": list(READ_TABLES)})).scalar()
-        if found == len(READ_TABLES) or loop.time() > deadline:
-            return
-        await asyncio.sleep(0.2)
-
-
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
 
@@ -61,7 +46,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                              duplicate_window_s=settings.stream_duplicate_window_s)
         engine = make_engine(settings.database_url, pool_size=20)
         telemetry.instrument_engine(engine)
-        await wait_for_tables(engine)
+        await wait_for_tables(engine, registry.tables())  # the projector creates them
         if not settings.media_url_secret.get_secret_value():
             log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
                         "and differ between replicas; set MEDIA_URL_SECRET")

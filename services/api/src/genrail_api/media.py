@@ -7,8 +7,8 @@ import mimetypes
 import time
 from typing import Any
 
-from genrail_platform.media_urls import sign_media_token
-from genrail_platform.storage import Storage
+from genrail_storage.media_urls import sign_media_token
+from genrail_storage.store import Storage
 
 from .settings import ApiSettings
 

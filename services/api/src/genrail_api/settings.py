@@ -7,8 +7,9 @@ from functools import cached_property
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from genrail_events.jobs import JobType
-from genrail_platform.payments.packs import CreditPack, parse_packs
-from genrail_platform.settings import CommonSettings, StorageSettings
+from genrail_events.payments import CreditPack, parse_packs
+from genrail_runtime.settings import CommonSettings
+from genrail_storage.settings import StorageSettings
 
 LOCAL_STRIPE_API_KEY = "sk_test_genrail_local"  # what the local stack gives its Stripe emulator
 

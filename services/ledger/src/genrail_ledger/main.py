@@ -1,4 +1,5 @@
-"""The ledger service: credit policies on durable consumers, and the balance projections."""
+"""The ledger service: credit policies on durable consumers. Its read models (balances and
+entries) are projected by the projector, like every other table."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from genrail_events import subjects
-from genrail_platform import logs, projection, telemetry
-from genrail_platform.consumers import ensure_consumer, settle
-from genrail_platform.db import create_schema, make_engine
-from genrail_platform.eventstore import EventStore, connect, ensure_streams
-from genrail_platform.metrics import ConsumerLag
+from genrail_runtime import logs, telemetry
+from genrail_eventlog.consumers import ensure_consumer, settle
+from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.lag import ConsumerLag
 
 from . import policies
-from . import projection as ledger_projection
 from .settings import LedgerSettings
 
 POLICIES = {  # durable name: (stream, subject)
@@ -76,20 +75,15 @@ def create_app(settings: LedgerSettings) -> FastStream:
                              duplicate_window_s=settings.stream_duplicate_window_s)
         for durable, (stream, subject) in POLICIES.items():
             await ensure_consumer(nc.jetstream(), stream, durable, [subject], max_deliver=settings.ledger_max_deliver)
-        engine = make_engine(settings.database_url, pool_size=4)
-        await create_schema(engine, list(ledger_projection.make().ddl))
-        state.update(nc=nc, store=EventStore(nc), engine=engine)
-        state["projection"] = asyncio.create_task(projection.follow(nc, engine, ledger_projection.make, stop=stop))
+        state.update(nc=nc, store=EventStore(nc))
         lag = ConsumerLag(nc.jetstream(), [(stream, durable) for durable, (stream, _) in POLICIES.items()])
         state["lag"] = asyncio.create_task(lag.run(stop))
 
     @app.on_shutdown
     async def close() -> None:
         stop.set()
-        await state["projection"]
         await state["lag"]
         await state["nc"].drain()
-        await state["engine"].dispose()
 
     return app
 

@@ -10,13 +10,13 @@ from typing import TypeVar
 
 from genrail_events import batches, jobs, ledger, subjects
 from genrail_events.envelope import Event, utcnow
-from genrail_platform.accounts import append_to_account, load_account
-from genrail_platform.batch_records import create_batch_records
-from genrail_platform.consumers import Defer, Retry
-from genrail_platform.eventstore import EventStore, retry_on_conflict
-from genrail_platform.jobstore import append_job_created, append_job_event, load_job
-from genrail_platform.logs import event as log_event
-from genrail_platform.payments.stripe_events import PaymentReversed, PaymentSucceeded, resolve_reversal
+from genrail_commands.accounts import append_to_account, load_account
+from genrail_commands.batches import create_batch_records
+from genrail_eventlog.consumers import Defer, Retry
+from genrail_eventlog.store import EventStore, retry_on_conflict
+from genrail_commands.jobs import append_job_created, append_job_event, load_job
+from genrail_runtime.logs import event as log_event
+from genrail_events.payments import PaymentReversed, PaymentSucceeded, resolve_reversal
 
 log = logging.getLogger("genrail.ledger")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from genrail_platform.settings import CommonSettings
+from genrail_runtime.settings import CommonSettings
 
 
 class LedgerSettings(CommonSettings):

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genrail_platform import logs
+from genrail_runtime import logs
 
 from . import openai_chat, openai_images, replicate, stripe
 

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from genrail_platform.localwork.copy import generate_copy
-from genrail_platform.providers.openai_chat import copy_input_from_prompt
+from genrail_copywriter.copy import generate_copy
+from genrail_copywriter.prompt import copy_input_from_prompt
 
 router = APIRouter()
 

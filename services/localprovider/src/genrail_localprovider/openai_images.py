@@ -8,7 +8,7 @@ is strict so clients that forget to pin it fail here, not in production), option
 `{"created", "data": [{"b64_json"}], "output_format", "usage"}`; errors are
 `{"error": {"message", "type", "param", "code"}}`.
 
-The first image is the one edited, as `genrail_platform.localwork.image_edits` reads the
+The first image is the one edited, as `genrail_localprovider.work.image_edits` reads the
 prompt; further images are decoded (so bad ones are refused) but, unlike the real model,
 not blended in. The `n` images are identical, and an explicit `size` crops-to-fill the
 result to that size, as the real API always answers at the requested size. `mask` and
@@ -42,7 +42,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
 from starlette.datastructures import FormData, UploadFile
 
-from genrail_platform.localwork.image_edits import (
+from genrail_localprovider.work.image_edits import (
     EditOp,
     InvalidInputImage,
     UnsupportedPrompt,

@@ -49,8 +49,8 @@ from urllib.parse import unquote_to_bytes
 import httpx
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from genrail_platform.localwork import media
-from genrail_platform.webhook_signing import sign
+from genrail_localprovider.work import media
+from genrail_runtime.webhook_signing import sign
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

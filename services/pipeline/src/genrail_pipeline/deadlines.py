@@ -9,17 +9,17 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genrail_events import jobs
 from genrail_events.jobs import JobStatus as S
-from genrail_platform.eventstore import EventStore
-from genrail_platform.jobstore import in_job_trace, load_job, transition
-from genrail_platform.logs import event as log_event
-from genrail_platform.predictions import FAILED, OutputDownloadFailed, apply_prediction
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.storage import Storage
+from genrail_readmodels import jobs as jobs_table
+from genrail_eventlog.store import EventStore
+from genrail_commands.jobs import in_job_trace, load_job, transition
+from genrail_runtime.logs import event as log_event
+from genrail_commands.predictions import FAILED, OutputDownloadFailed, apply_prediction
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_storage.store import Storage
 
 from .providers import Providers
 from .settings import PipelineSettings
@@ -34,15 +34,8 @@ class DeadlineSweeper:
             store, engine, storage, providers, settings)
 
     async def candidates(self) -> list[str]:
-        ids: list[str] = []
         async with self.engine.connect() as conn:
-            for job_type in sorted(jobs.ASYNC_TYPES):
-                rows = await conn.execute(sa.text(
-                    "SELECT id FROM jobs WHERE status = 'processing' AND type = :t "
-                    "AND updated_at < now() - make_interval(secs => :d) LIMIT 500"),
-                    {"t": str(job_type), "d": self.settings.deadline_s(job_type.value)})
-                ids += [str(r.id) for r in rows]
-        return ids
+            return await jobs_table.overdue(conn, {t.value: self.settings.deadline_s(t.value) for t in jobs.ASYNC_TYPES})
 
     async def sweep(self) -> None:
         for job_id in await self.candidates():

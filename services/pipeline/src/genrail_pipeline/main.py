@@ -10,11 +10,11 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from genrail_events import subjects
-from genrail_platform import logs, telemetry
-from genrail_platform.consumers import ensure_consumer, settle
-from genrail_platform.db import make_engine
-from genrail_platform.eventstore import EventStore, connect, ensure_streams
-from genrail_platform.metrics import ConsumerLag
+from genrail_runtime import logs, telemetry
+from genrail_eventlog.consumers import ensure_consumer, settle
+from genrail_readmodels.db import make_engine
+from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.lag import ConsumerLag
 
 from .deadlines import DeadlineSweeper, cancel_at_provider
 from .limits import Limiter

@@ -7,12 +7,12 @@ from typing import Any
 import httpx
 
 from genrail_events.jobs import Job, JobType
-from genrail_platform.localwork.copy import generate_copy
-from genrail_platform.providers.openai_chat import OpenAIChatClient
-from genrail_platform.providers.openai_images import OpenAIImagesClient
-from genrail_platform.providers.replicate import ReplicateClient
-from genrail_platform.providers.scrape import scrape
-from genrail_platform.storage import Storage
+from genrail_copywriter.copy import generate_copy
+from genrail_pipeline.clients.openai_chat import OpenAIChatClient
+from genrail_pipeline.clients.openai_images import OpenAIImagesClient
+from genrail_pipeline.clients.replicate import ReplicateClient
+from genrail_pipeline.clients.scrape import scrape
+from genrail_storage.store import Storage
 
 from .settings import PipelineSettings
 

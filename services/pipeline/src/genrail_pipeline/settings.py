@@ -5,7 +5,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from genrail_platform.settings import CommonSettings, StorageSettings
+from genrail_runtime.settings import CommonSettings
+from genrail_storage.settings import StorageSettings
 
 
 class PipelineSettings(CommonSettings, StorageSettings):

@@ -12,12 +12,12 @@ import os
 
 from genrail_events import jobs
 from genrail_events.envelope import Event
-from genrail_platform.consumers import DeadLetter, Defer, Retry, backoff_s
-from genrail_platform.eventstore import ConcurrencyConflict, EventStore
-from genrail_platform.jobstore import append_job_event, load_job, transition
-from genrail_platform.logs import event as log_event
-from genrail_platform.providers.errors import ProviderError
-from genrail_platform.storage import ObjectNotFound
+from genrail_eventlog.consumers import DeadLetter, Defer, Retry, backoff_s
+from genrail_eventlog.store import ConcurrencyConflict, EventStore
+from genrail_commands.jobs import append_job_event, load_job, transition
+from genrail_runtime.logs import event as log_event
+from genrail_pipeline.clients.errors import ProviderError
+from genrail_storage.store import ObjectNotFound
 
 from .limits import Limiter
 from .providers import Providers

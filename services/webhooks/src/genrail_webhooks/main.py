@@ -9,9 +9,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from genrail_platform import logs, telemetry
-from genrail_platform.body_limit import BodySizeLimit
-from genrail_platform.eventstore import EventStore, connect, ensure_streams
+from genrail_runtime import logs, telemetry
+from genrail_runtime.body_limit import BodySizeLimit
+from genrail_eventlog.store import EventStore, connect, ensure_streams
 
 from . import replicate, stripe
 from .settings import WebhooksSettings

@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from genrail_platform import metrics, webhook_signing
-from genrail_platform.jobstore import in_job_trace
-from genrail_platform.predictions import OutputDownloadFailed, apply_prediction
+from genrail_runtime import metrics, webhook_signing
+from genrail_commands.jobs import in_job_trace
+from genrail_commands.predictions import OutputDownloadFailed, apply_prediction
 
 log = logging.getLogger("genrail.webhooks")
 router = APIRouter(tags=["providers"])

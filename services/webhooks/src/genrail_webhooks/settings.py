@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from genrail_platform.settings import CommonSettings, StorageSettings
+from genrail_runtime.settings import CommonSettings
+from genrail_storage.settings import StorageSettings
 
 
 class WebhooksSettings(CommonSettings, StorageSettings):

@@ -24,10 +24,10 @@ from pydantic import BaseModel, Field
 
 from genrail_events import subjects
 from genrail_events.envelope import Event
-from genrail_platform import metrics
-from genrail_platform.eventstore import EventStore
-from genrail_platform.logs import event as log_event
-from genrail_platform.payments.stripe_events import (
+from genrail_runtime import metrics
+from genrail_eventlog.store import EventStore
+from genrail_runtime.logs import event as log_event
+from genrail_webhooks.stripe_events import (
     PaymentReversed,
     PaymentSucceeded,
     StripeEventMalformed,

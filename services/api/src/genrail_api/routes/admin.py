@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field, StrictInt, field_validator
 from genrail_events.jobs import JobStatus, JobType
 from genrail_events.ledger import InsufficientCredits
 
-from .. import handlers, read_models
+from genrail_readmodels import jobs as jobs_table
+
+from .. import handlers
 from ..deps import AdminDep, DbDep, LogDep, require_admin
 from ..errors import ApiError, Conflict, NotFound
 from ..schemas import ERRORS, PAYMENT_REQUIRED, ErrorBody, JobPublic, Strict
@@ -67,7 +69,7 @@ async def retry_job(job_id: JobId, admin: AdminDep, log: LogDep) -> AdminJob:
         job = await handlers.retry_job(log, str(job_id), requested_by=admin)
     except handlers.JobNotFound as exc:
         raise NotFound(str(exc)) from None
-    return AdminJob(**read_models.job_to_dict(job))
+    return AdminJob(**jobs_table.job_to_dict(job))
 
 
 @router.post("/users/{user_id}/credits", status_code=201, response_model=AdjustmentPublic,
@@ -101,8 +103,8 @@ async def list_jobs(db: DbDep,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AdminJobPage:
     try:
-        items, next_cursor = await read_models.list_jobs(db, user_id=str(user) if user else None, status=status,
+        items, next_cursor = await jobs_table.list_jobs(db, user_id=str(user) if user else None, status=status,
                                                          job_type=type, cursor=cursor, limit=limit)
-    except read_models.BadCursor as exc:
+    except jobs_table.BadCursor as exc:
         raise ApiError(str(exc)) from None
     return AdminJobPage(items=[AdminJob(**i) for i in items], next_cursor=next_cursor)

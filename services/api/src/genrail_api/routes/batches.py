@@ -5,19 +5,19 @@ import io
 import json
 import uuid
 import zipfile
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
 from genrail_events import batches
+from genrail_readmodels import batches as batches_table
+from genrail_readmodels import jobs as jobs_table
 
 from .. import handlers
-from ..batch_views import batch_view, list_batches
+from ..batch_views import batch_view
 from ..deps import CurrentUser, DbDep, EngineDep, LogDep, SettingsDep, StorageDep
 from ..errors import Conflict, NotFound, Unprocessable
 from ..schemas import ERRORS, PAYMENT_REQUIRED, BatchCreate, BatchPage, BatchPublic, BatchSummary
@@ -53,15 +53,10 @@ async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db:
 async def get_batches(user_id: CurrentUser, db: DbDep,
                       cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the previous page")] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchPage:
-    rows = await list_batches(db, user_id, before=str(cursor) if cursor else None, limit=limit + 1)
-    counts: dict[str, Counter] = {str(r["id"]): Counter() for r in rows}
-    if counts:
-        for batch_id, status, n in await db.execute(sa.text(
-                "SELECT batch_id, status, count(*) FROM jobs WHERE batch_id = ANY(CAST(:ids AS uuid[])) "
-                "GROUP BY batch_id, status"), {"ids": list(counts)}):
-            counts[str(batch_id)][status] = n
+    rows = await batches_table.list_for_user(db, user_id, before=str(cursor) if cursor else None, limit=limit + 1)
+    counts = await jobs_table.status_counts_of_batches(db, [str(r["id"]) for r in rows])
     items = [BatchSummary(id=str(r["id"]), prompt=r["prompt"], total=r["total"], created_at=r["created_at"],
-                          counts=dict(counts[str(r["id"])]),
+                          counts=counts[str(r["id"])],
                           status=batches.status(counts[str(r["id"])], r["total"]).value)
              for r in rows[:limit]]
     return BatchPage(items=items, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
-from genrail_platform.payments.packs import CreditPack
-from genrail_platform.payments.stripe_checkout import PaymentProviderError, StripeCheckout
+from genrail_events.payments import CreditPack
+from genrail_api.stripe_checkout import PaymentProviderError, StripeCheckout
 
 from ..deps import CurrentUser, SettingsDep
 from ..errors import ApiError

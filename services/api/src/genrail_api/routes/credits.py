@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from genrail_platform.accounts import load_account
+from genrail_commands.accounts import load_account
 
-from .. import read_models
+from genrail_readmodels import ledger as ledger_table
 from ..deps import CurrentUser, DbDep, LogDep
 from ..schemas import ERRORS, Credits, Transaction
 
@@ -25,7 +25,7 @@ class TransactionPage(BaseModel):
             summary="Your balance (from the log, always current) and recent transactions")
 async def get_credits(user_id: CurrentUser, db: DbDep, log: LogDep) -> Credits:
     account, _ = await load_account(log, user_id)
-    rows = await read_models.transactions(db, user_id, before_seq=None, limit=20)
+    rows = await ledger_table.transactions(db, user_id, before_seq=None, limit=20)
     return Credits(balance=account.balance, transactions=[Transaction(**r) for r in rows])
 
 
@@ -35,6 +35,6 @@ async def get_credits(user_id: CurrentUser, db: DbDep, log: LogDep) -> Credits:
 async def list_transactions(user_id: CurrentUser, db: DbDep, cursor: SeqCursor = None,
                             limit: Annotated[int, Query(ge=1, le=200)] = 50) -> TransactionPage:
     before_seq = int(cursor) if cursor else None
-    rows = await read_models.transactions(db, user_id, before_seq=before_seq, limit=limit + 1)
+    rows = await ledger_table.transactions(db, user_id, before_seq=before_seq, limit=limit + 1)
     items = [Transaction(**r) for r in rows[:limit]]
     return TransactionPage(items=items, next_cursor=str(items[-1].seq) if len(rows) > limit else None)

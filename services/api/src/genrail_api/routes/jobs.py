@@ -6,9 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from genrail_events.jobs import JobStatus, JobType
-from genrail_platform.jobstore import load_job
+from genrail_commands.jobs import load_job
 
-from .. import handlers, read_models
+from genrail_readmodels import jobs as jobs_table
+
+from .. import handlers
 from ..deps import CurrentUser, DbDep, LogDep, SettingsDep, StorageDep
 from ..errors import ApiError, NotFound
 from ..media import present_job
@@ -20,10 +22,10 @@ JobId = Annotated[uuid.UUID, Path(description="The job's id")]
 
 async def find_job(db, log, job_id: str) -> dict | None:
     """The projection, or the log when the projection has not caught up (read-your-writes)."""
-    if (row := await read_models.get_job(db, job_id)) is not None:
+    if (row := await jobs_table.get_job(db, job_id)) is not None:
         return row
     job, _ = await load_job(log, job_id)
-    return read_models.job_to_dict(job) if job else None
+    return jobs_table.job_to_dict(job) if job else None
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses={401: ERRORS[401], 404: ERRORS[404]},
@@ -44,9 +46,9 @@ async def list_jobs(user_id: CurrentUser, db: DbDep, storage: StorageDep, settin
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobPage:
     try:
-        items, next_cursor = await read_models.list_jobs(db, user_id=user_id, status=status, job_type=type,
+        items, next_cursor = await jobs_table.list_jobs(db, user_id=user_id, status=status, job_type=type,
                                                          cursor=cursor, limit=limit)
-    except read_models.BadCursor as exc:
+    except jobs_table.BadCursor as exc:
         raise ApiError(str(exc)) from None
     return JobPage(items=[JobPublic(**await present_job(i, storage, settings)) for i in items],
                    next_cursor=next_cursor)
@@ -60,4 +62,4 @@ async def cancel_job(job_id: JobId, user_id: CurrentUser, log: LogDep) -> JobPub
     if job is None or job.user_id != user_id:
         raise NotFound(f"job {job_id} not found")
     canceled = await handlers.cancel_job(log, job)
-    return JobPublic(**read_models.job_to_dict(canceled))
+    return JobPublic(**jobs_table.job_to_dict(canceled))

@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from genrail_platform.media_urls import MediaTokenExpired, MediaTokenInvalid, verify_media_token
-from genrail_platform.storage import ObjectNotFound
+from genrail_storage.media_urls import MediaTokenExpired, MediaTokenInvalid, verify_media_token
+from genrail_storage.store import ObjectNotFound
 
 from ..deps import SettingsDep, StorageDep
 from ..errors import ApiError, NotFound

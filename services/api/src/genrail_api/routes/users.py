@@ -5,7 +5,9 @@ import time
 
 from fastapi import APIRouter
 
-from .. import handlers, read_models
+from genrail_readmodels.db import projection_position
+
+from .. import handlers
 from ..deps import EngineDep, LogDep, SettingsDep
 from ..errors import Conflict
 from ..schemas import ERRORS, UserCreate, UserCreated
@@ -23,7 +25,7 @@ async def register(body: UserCreate, log: LogDep, engine: EngineDep, settings: S
     deadline = time.monotonic() + settings.read_your_writes_timeout_s
     while time.monotonic() < deadline:  # the key must work on the very next request
         async with engine.connect() as conn:
-            if await read_models.projection_position(conn, "users") >= registration.position:
+            if await projection_position(conn, "users") >= registration.position:
                 break
         await asyncio.sleep(0.01)
     return UserCreated(user_id=registration.user_id, email=registration.email, api_key=registration.api_key,

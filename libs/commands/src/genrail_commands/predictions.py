@@ -1,0 +1,103 @@
+"""Applying a Replicate prediction to its job: the one place that turns a provider's
+answer (a signed webhook, or a poll at the deadline) into the job's transition, with the
+outputs downloaded into storage first. Safe to run twice, late, or out of order: the job's
+state on the log decides, and output keys are deterministic, so a repeat stores nothing new."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from typing import Any
+
+import httpx
+
+from genrail_events import jobs
+from genrail_events.jobs import JobStatus as S
+
+from genrail_eventlog.store import EventStore
+from genrail_runtime.logs import event as log_event
+from genrail_storage.store import Storage
+
+from .jobs import load_job, transition
+
+log = logging.getLogger("genrail.predictions")
+RUNNING = {"starting", "processing"}
+FAILED = {"failed", "canceled", "aborted"}
+
+
+class OutputDownloadFailed(Exception):
+    """The provider's output could not be fetched (worth trying again: it is transient)."""
+
+
+def output_urls(prediction: dict[str, Any]) -> list[str]:
+    output = prediction.get("output")
+    if isinstance(output, str):
+        return [output]
+    if isinstance(output, list):
+        return [o for o in output if isinstance(o, str)]
+    return []
+
+
+async def download_outputs(http: httpx.AsyncClient, storage: Storage, job: jobs.Job, urls: list[str], *,
+                           max_bytes: int, timeout_s: float) -> list[dict[str, Any]]:
+    files = []
+    for index, url in enumerate(urls):
+        try:
+            async with http.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise OutputDownloadFailed(f"output {url} answered {response.status_code}")
+                content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
+                ext = mimetypes.guess_extension(content_type) or ""
+                key = f"jobs/{job.id}/{job.attempt}/output-{index}{ext}"
+                size = await storage.put_stream(key, response.aiter_bytes(), content_type, max_bytes)
+        except httpx.HTTPError as exc:
+            raise OutputDownloadFailed(f"output {url}: {exc}") from exc
+        files.append({"key": key, "content_type": content_type, "size": size})
+    return files
+
+
+async def apply_prediction(store: EventStore, storage: Storage, http: httpx.AsyncClient, job_id: str,
+                           attempt: int | None, prediction: dict[str, Any], *, max_bytes: int,
+                           timeout_s: float) -> str:
+    """What happened, in a word or two, for the caller's log."""
+    job, seq = await load_job(store, job_id)
+    if job is None:
+        return "unknown job"
+    if attempt is not None and attempt != job.attempt:
+        return "earlier attempt"
+    if job.status in jobs.FINAL_STATUSES:
+        return f"job already {job.status}"
+    status = prediction.get("status")
+    prediction_id = prediction.get("id")
+
+    def start(current: jobs.Job):
+        if current.status in (S.pending, S.queued):
+            return jobs.decide_transition(current, S.processing, prediction_id=prediction_id)
+        return None
+
+    try:
+        job, _, seq = await transition(store, job_id, start, known=(job, seq))
+        if prediction_id and job.prediction_id != prediction_id:
+            return "not the job's prediction"  # e.g. a second prediction started after a crash
+        if status in RUNNING:
+            return "started"
+        if status == "succeeded":
+            files = await download_outputs(http, storage, job, output_urls(prediction), max_bytes=max_bytes,
+                                           timeout_s=timeout_s)
+            output = {"files": files, "prediction_id": prediction_id,
+                      "metrics": prediction.get("metrics") or {}}
+            await transition(store, job_id, lambda j: jobs.decide_transition(j, S.completed, output=output),
+                             known=(job, seq))
+            log_event(log, "job.completed", job_id=job_id, user_id=job.user_id, type=str(job.type),
+                      attempt=job.attempt, prediction_id=prediction_id, created_at=job.created_at)
+            return "completed"
+        if status in FAILED:
+            error = f"provider prediction {status}: {prediction.get('error') or 'no reason given'}"
+            await transition(store, job_id, lambda j: jobs.decide_transition(j, S.failed, error=error),
+                             known=(job, seq))
+            log_event(log, "job.failed", job_id=job_id, user_id=job.user_id, type=str(job.type),
+                      attempt=job.attempt, error=error)
+            return "failed"
+    except jobs.InvalidTransition:
+        return "job moved on meanwhile"
+    return f"ignored status {status!r}"

@@ -1,0 +1,128 @@
+"""Durable work consumers: their configuration, settling a message, and dead letters.
+
+FastStream delivers; these helpers decide. Consumers are created or updated explicitly at
+start-up, because a pull subscription does not apply its config to an existing durable.
+A message is acked after its effects are on the log; a failure naks it with a backoff (or
+the delay a provider asked for); the last allowed delivery that fails goes to `DLQ` with
+the reason, and is then terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import Span
+
+from genrail_events import subjects
+from genrail_events.envelope import Event
+
+from . import tracing
+from .store import MSG_ID, dumps
+
+log = logging.getLogger("genrail.consumers")
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, durable: str, filter_subjects: list[str], *,
+                          max_deliver: int, ack_wait_s: float = 30.0, max_ack_pending: int = 1000) -> None:
+    config = ConsumerConfig(durable_name=durable, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
+                            ack_wait=ack_wait_s, max_deliver=max_deliver, max_ack_pending=max_ack_pending)
+    if len(filter_subjects) == 1:
+        config.filter_subject = filter_subjects[0]
+    else:
+        config.filter_subjects = filter_subjects
+    await js.add_consumer(stream, config)
+
+
+class Retry(Exception):
+    """Try this message again later (after `delay_s`), counting it as a failed delivery."""
+
+    def __init__(self, reason: str, delay_s: float | None = None):
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class Defer(Exception):
+    """Not now (no capacity): deliver again after `delay_s`. Not a failure."""
+
+    def __init__(self, delay_s: float):
+        super().__init__(f"deferred for {delay_s}s")
+        self.delay_s = delay_s
+
+
+class DeadLetter(Exception):
+    """Give up on this message now: it goes to the DLQ with this reason."""
+
+
+def backoff_s(num_delivered: int) -> float:
+    return min(30.0, 0.5 * 2 ** (num_delivered - 1))
+
+
+async def dead_letter(js: JetStreamContext, msg: Msg, *, consumer: str, reason: str) -> None:
+    md = msg.metadata
+    record = {"stream": md.stream, "consumer": consumer, "stream_seq": md.sequence.stream,
+              "subject": msg.subject, "num_delivered": md.num_delivered, "reason": reason,
+              "failed_at": datetime.now(UTC).isoformat(), "data": msg.data.decode(errors="replace"),
+              "headers": dict(msg.headers or {})}
+    headers = {MSG_ID: f"dlq:{md.stream}:{consumer}:{md.sequence.stream}"}
+    tracing.inject(headers)
+    await js.publish(subjects.dlq(md.stream, consumer), dumps(record), headers=headers)
+    log.error("message.dead_lettered", extra={"consumer": consumer, "subject": msg.subject,
+                                              "stream_seq": md.sequence.stream, "reason": reason})
+
+
+async def settle(raw: Msg, js: JetStreamContext, *, consumer: str, max_deliver: int,
+                 work: Callable[[Event], Awaitable[None]],
+                 on_exhausted: Callable[[Event, str], Awaitable[None]] | None = None) -> None:
+    """Run `work` on the message's event and ack, nak or dead-letter it, in a CONSUMER span
+    that continues the trace of the append that published the message."""
+    md = raw.metadata
+    with tracing.consuming(raw.subject, raw.headers, consumer, stream_seq=md.sequence.stream,
+                           num_delivered=md.num_delivered, body_size=len(raw.data)) as span:
+        outcome = await _settle(raw, js, span, consumer=consumer, num_delivered=md.num_delivered,
+                                max_deliver=max_deliver, work=work, on_exhausted=on_exhausted)
+        span.set_attribute("genrail.settled", outcome)
+
+
+async def _settle(raw: Msg, js: JetStreamContext, span: Span, *, consumer: str, num_delivered: int,
+                  max_deliver: int, work: Callable[[Event], Awaitable[None]],
+                  on_exhausted: Callable[[Event, str], Awaitable[None]] | None) -> str:
+    try:
+        event = Event.from_bytes(raw.data)
+    except ValueError as exc:
+        tracing.mark_failed(span, exc)
+        await dead_letter(js, raw, consumer=consumer, reason=f"unreadable event: {exc}")
+        await raw.term()
+        return "dead_lettered"
+    span.set_attribute("genrail.event.type", event.type)
+    try:
+        await work(event)
+    except Defer as exc:
+        await raw.nak(delay=exc.delay_s)
+        return "deferred"
+    except DeadLetter as exc:
+        tracing.mark_failed(span, exc)
+        await dead_letter(js, raw, consumer=consumer, reason=str(exc))
+        await raw.term()
+        return "dead_lettered"
+    except Exception as exc:  # noqa: BLE001 - every failure is settled: retried or dead-lettered
+        reason = str(exc) or type(exc).__name__
+        tracing.mark_failed(span, exc, reason)
+        if num_delivered >= max_deliver:
+            if on_exhausted is not None:
+                await on_exhausted(event, reason)
+            await dead_letter(js, raw, consumer=consumer, reason=reason)
+            await raw.term()
+            return "dead_lettered"
+        delay = exc.delay_s if isinstance(exc, Retry) and exc.delay_s is not None else backoff_s(num_delivered)
+        if not isinstance(exc, Retry):
+            log.warning("message.retry", exc_info=True,
+                        extra={"consumer": consumer, "subject": raw.subject, "attempt": num_delivered})
+        await raw.nak(delay=delay)
+        return "retried"
+    await raw.ack()
+    return "acked"

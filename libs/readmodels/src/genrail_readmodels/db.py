@@ -1,0 +1,70 @@
+"""PostgreSQL: the engine and the checkpoint table every projection writes beside its rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+CHECKPOINTS_DDL = """
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL,
+    version    integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def run_ddl(conn: AsyncConnection, statements: list[str] | str) -> None:
+    for statement in [statements] if isinstance(statements, str) else statements:
+        await conn.execute(sa.text(statement))
+
+
+SCHEMA_LOCK = "genrail:schema"
+
+
+async def create_schema(engine: AsyncEngine, statements: list[str]) -> None:
+    """DDL under one advisory lock for every service: processes starting together would
+    otherwise race on CREATE ... IF NOT EXISTS of shared objects (projection_checkpoints)."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SCHEMA_LOCK})
+        await run_ddl(conn, [CHECKPOINTS_DDL, *statements])
+
+
+async def load_checkpoint(conn: AsyncConnection, name: str) -> tuple[int, int | None]:
+    row = (await conn.execute(sa.text("SELECT position, version FROM projection_checkpoints WHERE name = :n"),
+                              {"n": name})).first()
+    return (row[0], row[1]) if row else (0, None)
+
+
+async def save_checkpoint(conn: AsyncConnection, name: str, position: int, version: int) -> None:
+    await conn.execute(sa.text(
+        "INSERT INTO projection_checkpoints (name, position, version) VALUES (:n, :p, :v) "
+        "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, version = EXCLUDED.version, "
+        "updated_at = now()"), {"n": name, "p": position, "v": version})
+
+
+async def projection_position(conn: AsyncConnection, name: str) -> int:
+    row = (await conn.execute(sa.text("SELECT position FROM projection_checkpoints WHERE name = :n"),
+                              {"n": name})).first()
+    return row[0] if row else 0
+
+
+async def wait_for_tables(engine: AsyncEngine, tables: list[str], timeout_s: float = 60) -> None:
+    """Wait (up to `timeout_s`) until the projector has created `tables`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        async with engine.connect() as conn:
+            found = (await conn.execute(sa.text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ANY(:t)"),
+                {"t": tables})).scalar()
+        if found == len(tables) or loop.time() > deadline:
+            return
+        await asyncio.sleep(0.2)

@@ -1,0 +1,26 @@
+"""Settings every service shares. Each service has its own class that extends this one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream")
+    database_url: str = Field("postgresql+asyncpg://genrail@127.0.0.1:5432/genrail",
+                              description="PostgreSQL holding the projections")
+    log_level: str = Field("INFO", description="Log level of the service")
+    stream_replicas: int = Field(1, description="Replicas of each stream (3 in a cluster)")
+    stream_duplicate_window_s: float = Field(120.0, description="How long JetStream remembers message ids")
+    metrics_host: str = Field("127.0.0.1", description="Address of a worker's Prometheus endpoint")
+    metrics_port: int = Field(0, description="Port of a worker's Prometheus /metrics (0: none; the API and "
+                                             "the webhook receiver serve /metrics on their own port)")
+    telemetry_spans_dir: Path | None = Field(None, description="Tests: every finished span is written to "
+                                                               "<dir>/<service>.jsonl")
+

@@ -1,3 +1,0 @@
-from genrail_api.projector.main import run
-
-run()

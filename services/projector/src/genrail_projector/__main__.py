@@ -1,0 +1,3 @@
+from genrail_projector.main import run
+
+run()
