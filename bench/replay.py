@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from genrail_cli.projections import FACTORIES
+from genrail_readmodels.registry import FACTORIES
 from genrail_cli.replay import rebuild_all
 from genrail_events import jobs, ledger, streams, users
 from genrail_events.envelope import Event

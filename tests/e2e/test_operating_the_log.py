@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 import sqlalchemy as sa
-from genrail_cli.projections import FACTORIES
+from genrail_readmodels.registry import FACTORIES
 from genrail_events import ledger
 from genrail_commands.accounts import load_account
 from genrail_eventlog.consumers import DeadLetter, settle
@@ -286,7 +286,7 @@ async def test_replay_verify_prints_every_difference_and_a_replay_repairs_them(s
 
 
 async def test_a_service_rebuilds_a_projection_the_database_holds_at_an_older_version(spare):
-    from genrail_api.projector import users
+    from genrail_readmodels import users
     from genrail_readmodels.runner import ensure_current_version
 
     await sql(spare.database_url, "UPDATE projection_checkpoints SET version = 0 WHERE name = 'users'")

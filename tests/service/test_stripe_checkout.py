@@ -14,14 +14,8 @@ from genrail_localprovider import stripe as stripe_emulator
 from genrail_localprovider.stripe import StripeEmulator, StripeEmulatorSettings
 from genrail_events.payments import CreditPack
 from genrail_api.stripe_checkout import CheckoutSession, PaymentProviderError, StripeCheckout
-from genrail_webhooks.stripe_events import (
-    PaymentReversed,
-    PaymentSucceeded,
-    StripeWebhookRejected,
-    interpret,
-    resolve_reversal,
-    verify_stripe_event,
-)
+from genrail_events.payments import PaymentReversed, PaymentSucceeded, resolve_reversal
+from genrail_webhooks.stripe_events import StripeWebhookRejected, interpret, verify_stripe_event
 from tests.servers import serve_in_thread
 
 API_KEY = "sk_test_genrail_service_tests"

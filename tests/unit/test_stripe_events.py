@@ -5,16 +5,8 @@ from typing import Any
 import pytest
 import stripe
 
-from genrail_webhooks.stripe_events import (
-    PaymentReversed,
-    PaymentSucceeded,
-    StripeEventMalformed,
-    StripeSignatureInvalid,
-    interpret,
-    resolve_reversal,
-    reversed_credits,
-    verify_stripe_event,
-)
+from genrail_events.payments import PaymentReversed, PaymentSucceeded, resolve_reversal, reversed_credits
+from genrail_webhooks.stripe_events import StripeEventMalformed, StripeSignatureInvalid, interpret, verify_stripe_event
 
 SECRET = "whsec_unit_test_secret"
 PAYMENT_INTENT = "pi_3PurchaseOfStarterPack"

@@ -6,7 +6,7 @@ from genrail_events.jobs import JobType
 
 from .. import handlers
 from ..deps import CurrentUser, LogDep, SettingsDep
-from ..read_models import job_to_dict
+from genrail_readmodels.jobs import job_to_dict
 from ..schemas import (ERRORS, PAYMENT_REQUIRED, CopyRequest, JobPublic, ScrapeRequest, StaticAdRequest, TtsRequest,
                        UgcVideoRequest)
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from genrail_copywriter.copy import count_words
+from genrail_copywriter.prompt import copy_prompt
 from genrail_pipeline.clients.errors import ProviderError, retry_after_seconds
 
 DEFAULT_MODEL = "gpt-4o-mini"
