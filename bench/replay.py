@@ -46,7 +46,7 @@ def generate(total: int, seed: int = 7) -> Iterator[tuple[str, Event]]:
     emitted = 0
 
     def entry(e: ledger.Entry) -> tuple[str, Event]:
-        accounts[e.event.data["user_id"]] = ledger.evolve(accounts[e.event.data["user_id"]], e.event)
+        accounts[e.event.data.user_id] = ledger.evolve(accounts[e.event.data.user_id], e.event)
         return e.subject, e.event
 
     user_ids: list[str] = []
@@ -54,7 +54,7 @@ def generate(total: int, seed: int = 7) -> Iterator[tuple[str, Event]]:
         wave: list[tuple[str, Event]] = []
         for _ in range(10):  # new users join
             registered = users.user_registered(f"bench-{uuid.uuid4().hex}@example.com", users.new_api_key())
-            user_id = registered.data["user_id"]
+            user_id = registered.data.user_id
             accounts[user_id] = Account(user_id)
             user_ids.append(user_id)
             wave += [(users.registered_subject(user_id), registered),
@@ -66,7 +66,7 @@ def generate(total: int, seed: int = 7) -> Iterator[tuple[str, Event]]:
             if accounts[user_id].balance < cost:
                 wave.append(entry(ledger.decide_purchase(accounts[user_id], f"cs_{uuid.uuid4().hex}", 100, "starter")))
             job_id = str(uuid.uuid4())
-            request = {"type": str(job_type), "cost": cost, "input": COPY_INPUT, "batch_id": None}
+            request = ledger.JobRequest(type=job_type, cost=cost, input=COPY_INPUT)
             wave.append(entry(ledger.decide_debit(accounts[user_id], job_id, 1, cost, request)))
             created = jobs.job_created(job_id, user_id, job_type, cost, COPY_INPUT)
             wave.append((jobs.created_subject(job_id), created))

@@ -41,7 +41,7 @@ async def wait_for_job(api: httpx.AsyncClient, user: User, job_id: str, statuses
 async def ledger_events(log: EventStore, user_id: str, kind: str | None = None) -> list:
     """The user's ledger entries in order; only those of `kind` (debited, refunded…) if given."""
     events = [s.event for s in await log.read(f"ledger.{user_id}.>")]
-    return [e for e in events if kind is None or e.data["kind"] == kind]
+    return [e for e in events if kind is None or e.data.kind == kind]
 
 
 async def wait_until(predicate, timeout_s: float = 20, interval_s: float = 0.05):

@@ -97,13 +97,13 @@ async def test_a_webhook_delivered_five_times_at_once_before_the_prediction_was_
     finally:
         stack.start_service("pipeline")
     job = await wait_for_job(api, user, job_id, {"completed"})
-    history = [s.event.data.get("to") for s in await log.read(f"job.*.{job_id}")]
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
     assert history == [None, "processing", "completed"]
     stored = list((stack.data_dir / "media" / "jobs" / job_id).rglob("*"))
     assert [p.name for p in stored if p.is_file()] == ["output-0.png"]
     assert job["output"]["prediction_id"] == "pred_dup"
     await asyncio.sleep(1)  # the pipeline, back, finds the job final and leaves it alone
-    assert [s.event.data.get("to") for s in await log.read(f"job.*.{job_id}")] == history
+    assert [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")] == history
 
 
 async def test_forged_unsigned_and_stale_webhooks_are_rejected_and_change_nothing(api, log, stack):
@@ -151,7 +151,7 @@ async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refun
         pytest.skip("the provider finished before the cancel could be sent")
     canceled = await api.post(f"/api/jobs/{job_id}/cancel", headers=user.headers)
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
-    prediction_id = (await log.read(f"job.transitioned.{job_id}"))[0].event.data["prediction_id"]
+    prediction_id = (await log.read(f"job.transitioned.{job_id}"))[0].event.data.prediction_id
 
     async def prediction_canceled() -> bool:
         async with httpx.AsyncClient() as client:
@@ -190,7 +190,7 @@ async def test_a_job_whose_provider_never_calls_back_expires_and_is_refunded_exa
             await wait_until(lambda: ledger_events(log, user.id, "refunded"))
             await asyncio.sleep(1.5)  # more sweeps pass: still one refund
             refunds = await ledger_events(log, user.id, "refunded")
-            assert [(r.data["job_id"], r.data["attempt"]) for r in refunds] == [(job_id, 1)]
+            assert [(r.data.job_id, r.data.attempt) for r in refunds] == [(job_id, 1)]
         finally:
             await nc.close()
         assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10

@@ -16,7 +16,7 @@ async def user(api):
 
 async def _unchanged(api, log, user) -> None:
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
-    assert [e.data["kind"] for e in await ledger_events(log, user.id)] == ["granted"]
+    assert [e.data.kind for e in await ledger_events(log, user.id)] == ["granted"]
     assert (await api.get("/api/jobs", headers=user.headers)).json()["items"] == []
 
 

@@ -72,9 +72,9 @@ async def test_a_batch_of_twenty_with_some_failing_edits_counts_refunds_and_zips
 
     await wait_until(lambda: _at_least(refunds, 4))
     events = await ledger_events(log, user.id)
-    debits = [e for e in events if e.data["kind"] == "debited"]
-    assert [(d.data["job_id"], d.data["amount"]) for d in debits] == [(batch["id"], 20)]
-    assert sorted(e.data["job_id"] for e in await refunds()) == sorted(
+    debits = [e for e in events if e.data.kind == "debited"]
+    assert [(d.data.job_id, d.data.amount) for d in debits] == [(batch["id"], 20)]
+    assert sorted(e.data.job_id for e in await refunds()) == sorted(
         i["job_id"] for i in batch["images"] if i["status"] == "failed")
     assert sum(signed_amount(e) for e in events) == 10 + 10 - 20 + 4
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 4
@@ -149,9 +149,9 @@ async def _most_processing_at_once(log, job_ids: list[str]) -> int:
     edges: list[tuple[datetime, int]] = []
     for job_id in job_ids:
         for stored in await log.read(f"job.transitioned.{job_id}"):
-            if stored.event.data["to"] == "processing":
+            if stored.event.data.to == "processing":
                 edges.append((stored.event.occurred_at, 1))
-            elif stored.event.data["from"] == "processing":
+            elif stored.event.data.from_status == "processing":
                 edges.append((stored.event.occurred_at, -1))
     running = most = 0
     for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
@@ -188,7 +188,7 @@ async def test_a_batch_the_user_cannot_pay_for_charges_nothing_and_creates_nothi
     refused = await api.post("/api/batches", headers=user.headers, json={"prompt": "invert", "image_keys": keys})
     assert refused.status_code == 402 and refused.json() == {
         "detail": "insufficient credits: balance 10, cost 11", "balance": 10, "cost": 11}
-    assert [e.data["kind"] for e in await ledger_events(log, user.id)] == ["granted"]
+    assert [e.data.kind for e in await ledger_events(log, user.id)] == ["granted"]
     assert (await api.get("/api/batches", headers=user.headers)).json()["items"] == []
     same_key_twice = await api.post("/api/batches", headers=user.headers,
                                     json={"prompt": "invert", "image_keys": [keys[0], keys[0]]})
@@ -202,4 +202,4 @@ async def test_the_same_idempotency_key_names_the_same_batch_and_charges_once(ap
     answers = await asyncio.gather(*(api.post("/api/batches", headers=user.headers, json=body) for _ in range(10)))
     assert {a.status_code for a in answers} == {202} and len({a.json()["id"] for a in answers}) == 1
     debits = await ledger_events(log, user.id, "debited")
-    assert len(debits) == 1 and debits[0].data["amount"] == 3
+    assert len(debits) == 1 and debits[0].data.amount == 3

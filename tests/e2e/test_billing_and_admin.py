@@ -14,6 +14,7 @@ import pytest
 import stripe
 
 from genrail_events import ledger
+from genrail_events.jobs import JobType
 from genrail_events.ledger import Account
 from genrail_commands.accounts import append_to_account
 from tests.conftest import TEST_ENV
@@ -129,7 +130,7 @@ async def test_buying_a_pack_through_checkout_adds_its_credits_once(api, log, st
     assert stripe_session["client_reference_id"] == user.id and stripe_session["metadata"]["pack"] == "starter"
     await settles_at(api, user, 110)
     [purchase] = await ledger_events(log, user.id, "purchased")
-    assert (purchase.data["payment_id"], purchase.data["amount"]) == (stripe_session["payment_intent"], 100)
+    assert (purchase.data.payment_id, purchase.data.amount) == (stripe_session["payment_intent"], 100)
 
 
 async def test_the_same_idempotency_key_opens_one_checkout_session(api):
@@ -220,7 +221,7 @@ async def test_refunds_take_back_what_they_refund_once_even_below_zero_then_jobs
     await emulator(stack, f"/emulator/stripe/sessions/{session_id}/refund")  # the rest: total 900
     await settles_at(api, user, -1, hold_s=1.0)
     reversals = await ledger_events(log, user.id, "reversed")
-    assert [(r.data["amount"], r.data["reason"], r.data["payment_id"]) for r in reversals] == [
+    assert [(r.data.amount, r.data.reason, r.data.payment_id) for r in reversals] == [
         (50, "refund", payment_id), (50, "refund", payment_id)]
     refused = await api.post("/api/generate/copy", json=COPY, headers=user.headers)
     assert refused.status_code == 402, refused.text
@@ -236,7 +237,7 @@ async def test_a_lost_dispute_takes_the_purchase_back_though_it_names_no_user(ap
     assert dispute["data"]["object"]["metadata"] == {}
     await settles_at(api, user, 10, hold_s=1.0)
     [reversal] = await ledger_events(log, user.id, "reversed")
-    assert (reversal.data["amount"], reversal.data["reason"], reversal.data["payment_id"]) == (
+    assert (reversal.data.amount, reversal.data.reason, reversal.data.payment_id) == (
         100, "dispute_lost", payment_id)
 
 
@@ -252,7 +253,7 @@ async def test_a_refund_that_arrives_before_its_purchase_waits_for_it(api, log, 
     assert (await deliver(stack, purchase, signed(purchase))).status_code == 200
     await wait_until(lambda: ledger_events(log, user.id, "reversed"), timeout_s=30)
     await settles_at(api, user, 10)
-    assert [e.data["kind"] for e in await ledger_events(log, user.id)] == ["granted", "purchased", "reversed"]
+    assert [e.data.kind for e in await ledger_events(log, user.id)] == ["granted", "purchased", "reversed"]
 
 
 # --- admin ----------------------------------------------------------------------------------
@@ -296,8 +297,8 @@ async def test_retry_of_a_failed_job_charges_again_and_completes(api, log, shop)
     assert (done["status"], done["attempt"]) == ("completed", 2)
     assert done["output"]["title"] == "Trailblazer 2 Hiking Boots"
     await settles_at(api, user, 9)
-    debits = [(e.data["job_id"], e.data["attempt"]) for e in await ledger_events(log, user.id, "debited")]
-    refunds = [(e.data["job_id"], e.data["attempt"]) for e in await ledger_events(log, user.id, "refunded")]
+    debits = [(e.data.job_id, e.data.attempt) for e in await ledger_events(log, user.id, "debited")]
+    refunds = [(e.data.job_id, e.data.attempt) for e in await ledger_events(log, user.id, "refunded")]
     assert (debits, refunds) == ([(job_id, 1), (job_id, 2)], [(job_id, 1)])
 
     again = await api.post(f"/api/admin/jobs/{job_id}/retry", headers=ADMIN)
@@ -330,7 +331,7 @@ async def test_a_retry_cut_off_after_its_charge_is_completed_by_the_next_request
     stack.kill("ledger")  # so nothing but the next request can complete the retry
     try:
         # What the retry handler appends first; the API "dies" before `job.retried`.
-        job = {"type": "scrape", "input": {"url": url}, "cost": 1, "batch_id": None, "requested_by": "admin"}
+        job = ledger.JobRequest(type=JobType.scrape, input={"url": url}, cost=1, requested_by="admin")
         await append_to_account(log, user.id, lambda account: ledger.decide_debit(account, job_id, 2, 1, job),
                                 unique_subject=f"ledger.{user.id}.debited.{job_id}.2")
         assert await log.last(f"job.retried.{job_id}") is None
@@ -342,7 +343,7 @@ async def test_a_retry_cut_off_after_its_charge_is_completed_by_the_next_request
     done = await wait_for_attempt(api, user, job_id, 2)
     assert (done["status"], done["attempt"]) == ("completed", 2)
     await settles_at(api, user, 9, hold_s=1.0)
-    assert [e.data["attempt"] for e in await ledger_events(log, user.id, "debited")] == [1, 2]
+    assert [e.data.attempt for e in await ledger_events(log, user.id, "debited")] == [1, 2]
     assert len(await log.read(f"job.retried.{job_id}")) == 1
 
 
@@ -350,7 +351,7 @@ async def test_a_retry_charge_whose_request_never_returns_is_completed_by_the_le
     user = await register(api)
     job_id = await failed_then_fixed(api, log, shop, user)
     url = (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["input"]["url"]
-    job = {"type": "scrape", "input": {"url": url}, "cost": 1, "batch_id": None}
+    job = ledger.JobRequest(type=JobType.scrape, input={"url": url}, cost=1)
     await append_to_account(log, user.id, lambda account: ledger.decide_debit(account, job_id, 2, 1, job))
     done = await wait_for_job(api, user, job_id, {"completed"}, timeout_s=60)
     assert done["attempt"] == 2
@@ -373,7 +374,7 @@ async def test_an_adjustment_is_applied_once_per_idempotency_key(api, log):
     for bad in ({"amount": 0, "reason": "x"}, {"amount": "5", "reason": "x"}, {"amount": 5, "reason": ""}):
         assert (await adjust(api, user.id, bad)).status_code == 422
     assert (await adjust(api, str(uuid.uuid4()), body)).status_code == 404
-    assert [e.data["amount"] for e in await ledger_events(log, user.id, "adjusted")] == [25]
+    assert [e.data.amount for e in await ledger_events(log, user.id, "adjusted")] == [25]
 
 
 # --- the whole ledger -----------------------------------------------------------------------

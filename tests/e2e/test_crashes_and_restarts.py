@@ -28,7 +28,7 @@ async def test_a_worker_killed_after_the_work_but_before_the_ack_completes_the_j
         await asyncio.sleep(0.1)
     assert marker.exists()
     await asyncio.sleep(5)  # past the 3 s ack wait: the message was redelivered and settled
-    history = [s.event.data.get("to") for s in await log.read(f"job.*.{job_id}")]
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
     assert history == [None, "processing", "completed"]
     debits = await ledger_events(log, user.id, "debited")
     assert len(debits) == 1

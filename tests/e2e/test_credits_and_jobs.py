@@ -39,8 +39,8 @@ async def test_two_hundred_concurrent_copy_requests_never_overspend(api, log):
     refused = next(r for r in responses if r.status_code == 402).json()
     assert refused["cost"] == 1 and refused["balance"] == 0 and "insufficient credits" in refused["detail"]
     events = await ledger_events(log, user.id)
-    assert all(e.data["balance_after"] >= 0 for e in events)
-    assert sum(signed_amount(e) for e in events) == events[-1].data["balance_after"] == 0
+    assert all(e.data.balance_after >= 0 for e in events)
+    assert sum(signed_amount(e) for e in events) == events[-1].data.balance_after == 0
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 0
     accepted = {r.json()["id"] for r in responses if r.status_code == 202}
     await wait_until(lambda: _listed(api, user, accepted))
@@ -61,7 +61,7 @@ async def test_fifty_concurrent_requests_with_one_idempotency_key_make_one_job(a
     assert len(job_ids) == 1
     job_id = job_ids.pop()
     debits = await ledger_events(log, user.id, "debited")
-    assert [d.data["job_id"] for d in debits] == [job_id]
+    assert [d.data.job_id for d in debits] == [job_id]
     assert len(await log.read(f"job.created.{job_id}")) == 1
 
     # Past JetStream's message-id window (2 s in the tests), the key still names the job.
@@ -94,7 +94,7 @@ async def test_a_job_whose_provider_fails_three_times_fails_is_refunded_once_and
     refunds = await wait_until(lambda: ledger_events(log, user.id, "refunded"))
     await asyncio.sleep(0.5)
     refunds = await ledger_events(log, user.id, "refunded")
-    assert [(r.data["job_id"], r.data["attempt"], r.data["amount"]) for r in refunds] == [(job_id, 1, 1)]
+    assert [(r.data.job_id, r.data.attempt, r.data.amount) for r in refunds] == [(job_id, 1, 1)]
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
     dead = await wait_until(lambda: _dead_letter_for(log, job_id))
     assert dead["num_delivered"] == 3 and "503" in dead["reason"]
@@ -122,7 +122,7 @@ async def test_canceling_a_running_job_refunds_it_once_and_its_late_result_is_dr
     await asyncio.sleep(3)  # the slow page answers; its result must not revive the job
     assert (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["status"] == "canceled"
     refunds = await ledger_events(log, user.id, "refunded")
-    assert [r.data["job_id"] for r in refunds] == [job_id]
+    assert [r.data.job_id for r in refunds] == [job_id]
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
 
 

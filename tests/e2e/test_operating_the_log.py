@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from genrail_readmodels.registry import FACTORIES
 from genrail_events import ledger
+from genrail_events.jobs import JobType
 from genrail_commands.accounts import load_account
 from genrail_eventlog.consumers import DeadLetter, settle
 from genrail_readmodels.db import make_engine
@@ -194,17 +195,19 @@ async def test_a_dead_letter_is_listed_shown_refused_a_redrive_and_discarded_onc
 
 
 async def test_events_tail_follows_the_log_live(stack, api):
-    tail = asyncio.create_task(genrail(stack, "events", "tail", "--subject", "user.>", "--subject", "ledger.>",
-                                       "--count", "2", timeout_s=60))
-    await asyncio.sleep(3)  # it subscribes: only what is appended from then on
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "genrail_cli.main", "events", "tail", "--subject", "user.>", "--subject", "ledger.>",
+        "--count", "2", env=cli_env(stack), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    said = await asyncio.wait_for(tail.stderr.readline(), 60)  # it has subscribed: what comes next, it sees
+    assert said.startswith(b"following"), said
     user = await register(api)
-    followed = await tail
-    assert followed.returncode == 0, followed.stderr
-    assert f"user.registered.{user.id}" in followed.stdout and f"ledger.{user.id}.granted" in followed.stdout
+    stdout, stderr = await asyncio.wait_for(tail.communicate(), 60)
+    assert tail.returncode == 0, stderr
+    assert f"user.registered.{user.id}".encode() in stdout and f"ledger.{user.id}.granted".encode() in stdout
 
 
 async def _refunded(log, user: User) -> bool:
-    return any(e.data["kind"] == "refunded" for e in await ledger_events(log, user.id))
+    return any(e.data.kind == "refunded" for e in await ledger_events(log, user.id))
 
 
 async def _dead_letter_id(stack, job_id: str) -> int | None:
@@ -315,7 +318,7 @@ async def test_the_audit_catches_an_extra_debit_appended_to_the_log(spare):
     try:
         store = EventStore(nc)
         account, _ = await load_account(store, user.id)
-        extra = ledger.decide_debit(account, job_id, 1, 1, {"type": "copy", "cost": 1, "input": COPY})
+        extra = ledger.decide_debit(account, job_id, 1, 1, ledger.JobRequest(type=JobType.copy, cost=1, input=COPY))
         planted = await store.append(extra.subject, extra.event, msg_id="planted-extra-debit")
         [original] = [s for s in await store.read(f"ledger.{user.id}.debited.{job_id}.1") if s.seq != planted.seq]
     finally:

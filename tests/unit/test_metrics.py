@@ -69,8 +69,8 @@ def test_a_completed_job_is_timed_from_its_creation(instruments, reader):
 
 def test_debits_and_refunds_count_their_credits(instruments, reader):
     account = Account("u1", 10)
-    count_credits(ledger.decide_debit(account, "j1", 1, 3, {"type": "static_ad"}).event)
-    count_credits(ledger.decide_debit(account, "j2", 1, 2, {"type": "tts"}).event)
+    count_credits(ledger.decide_debit(account, "j1", 1, 3, ledger.JobRequest(type="static_ad", input={}, cost=3)).event)
+    count_credits(ledger.decide_debit(account, "j2", 1, 2, ledger.JobRequest(type="tts", input={}, cost=2)).event)
     count_credits(ledger.decide_refund(account, "j1", 1, 3, "job failed").event)
     count_credits(ledger.decide_grant(account, 10, "signup", "signup").event)
     assert points(reader) == {

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from genrail_events import jobs
 from genrail_events.envelope import Event
 from genrail_eventlog import tracing
 from genrail_eventlog.consumers import settle
@@ -89,7 +90,7 @@ def _one(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
 
 
 async def test_a_settled_message_is_a_consumer_span_child_of_its_producer(spans):
-    event = Event(type="job.created", aggregate_id="j1", data={})
+    event = jobs.job_created("j1", "u1", jobs.JobType.copy, 1, {})
     seen: list[int] = []
 
     async def work(_event: Event) -> None:
@@ -113,7 +114,7 @@ async def test_a_failed_delivery_marks_its_consumer_span_as_an_error(spans):
     async def work(_event: Event) -> None:
         raise RuntimeError("provider down")
 
-    message = _js_message(Event(type="job.created", aggregate_id="j1", data={}), {}, _Recorder())
+    message = _js_message(jobs.job_created("j1", "u1", jobs.JobType.copy, 1, {}), {}, _Recorder())
     await settle(message, None, consumer="pipeline", max_deliver=3, work=work)
     consumer = _one(spans, "process pipeline")
     assert consumer.attributes["genrail.settled"] == "retried"

@@ -62,8 +62,8 @@ async def fetch(nc: NATS, dlq_id: int) -> tuple[DeadLetter, Event | None]:
 
 def _already(dlq_id: int, decision: Event) -> Refused:
     d = decision.data
-    where = f" (republished as {d['stream']} seq {d['republished_seq']})" if d.get("republished_seq") else ""
-    return Refused(f"dead letter {dlq_id} was already {d['action']} by {d['by']} at "
+    where = f" (republished as {d.stream} seq {d.republished_seq})" if d.republished_seq else ""
+    return Refused(f"dead letter {dlq_id} was already {d.action} by {d.by} at "
                    f"{decision.occurred_at:%Y-%m-%d %H:%M:%S}{where}; nothing done")
 
 
@@ -156,7 +156,7 @@ def list_(
         decision = decisions.get(r.id)
         out.add_row(str(r.id), r.failed_at[:19].replace("T", " "), f"{r.stream}/{r.consumer}", r.subject,
                     str(r.num_delivered), escape(r.reason[:80]),
-                    *((decision.data["action"] if decision else "",) if all_ else ()))
+                    *((decision.data.action if decision else "",) if all_ else ()))
     console.print(out)
 
 
@@ -187,13 +187,13 @@ def show(dlq_id: Annotated[int, typer.Argument(help="The dead letter's ID")], na
     if job is not None:
         console.print(f"  job now    {job.status}, attempt {job.attempt}", highlight=False)
     if decision is not None:
-        console.print(f"  decision   {decision.data['action']} by {decision.data['by']} at {decision.occurred_at}",
+        console.print(f"  decision   {decision.data.action} by {decision.data.by} at {decision.occurred_at}",
                       highlight=False)
     elif (refusal := dl.redrive_refusal(dead, job)) is not None:
         console.print(f"  redrive    refused: {escape(refusal)}", highlight=False)
     event = dead.event()
     console.print("[bold]original event[/]")
-    console.print_json(event.model_dump_json() if event else json.dumps({"unreadable": dead.data}))
+    console.print_json(event.to_bytes().decode() if event else json.dumps({"unreadable": dead.data}))
 
 
 @dlq_app.command()

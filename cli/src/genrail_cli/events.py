@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Annotated
 
+import msgspec
 import typer
 from genrail_events import dead_letters, subjects
 from genrail_events.envelope import Event
@@ -32,7 +33,7 @@ def key_fields(event: Event | None, data: bytes = b"") -> str:
         if "reason" in record and "subject" in record:  # a dead letter record
             return f"{record['subject']} after {record.get('num_delivered')} deliveries: {record['reason']}"[:160]
         return json.dumps(record, default=str)[:160]
-    d = event.data
+    d = msgspec.to_builtins(event.data)  # the fields as they are on the wire
     if event.type.startswith("ledger."):
         about = (f"job {d['job_id']} attempt {d.get('attempt')}" if d.get("job_id") else
                  f"payment {d['payment_id']}" if d.get("payment_id") else d.get("reason") or "")
@@ -91,7 +92,7 @@ async def job_history(nc, job_id: str) -> list[logread.Message]:
     history = await logread.read_all(nc, "JOBS", subjects.job_events(job_id))
     created = next((m.event() for m in history if m.subject.startswith("job.created.")), None)
     if created is not None:
-        user_id = created.data["user_id"]
+        user_id = created.data.user_id
         history += await logread.read_all(nc, "LEDGER", f"ledger.{subjects.token(user_id)}.*.{job_id}.*")
     history += await _dead_letters_about(nc, {job_id})
     return _in_order(history)
@@ -101,7 +102,7 @@ async def user_history(nc, user_id: str) -> list[logread.Message]:
     history = await logread.read_all(nc, "USERS", f"user.*.{subjects.token(user_id)}")
     entries = await logread.read_all(nc, "LEDGER", subjects.ledger_account(user_id))
     history += entries
-    job_ids = list(dict.fromkeys(e.event().data["job_id"] for e in entries
+    job_ids = list(dict.fromkeys(e.event().data.job_id for e in entries
                                  if e.subject.split(".")[2] == "debited"))
     for job_id in job_ids:
         history += await logread.read_all(nc, "JOBS", subjects.job_events(job_id))
@@ -165,12 +166,15 @@ def tail(
         nc = await connect(nats_url, "genrail-events-tail")
         merged: asyncio.Queue[logread.Message] = asyncio.Queue()
 
-        async def pump(stream: str, subject_filter: str) -> None:
-            async for message in logread.follow(nc, stream, subject_filter):
+        async def pump(stream: str, subject_filter: str, subscribed: asyncio.Event) -> None:
+            async for message in logread.follow(nc, stream, subject_filter, subscribed=subscribed):
                 await merged.put(message)
 
-        pumps = [asyncio.create_task(pump(stream, s)) for stream, s in targets]
+        ready = [asyncio.Event() for _ in targets]
+        pumps = [asyncio.create_task(pump(stream, s, r)) for (stream, s), r in zip(targets, ready, strict=True)]
         try:
+            await asyncio.gather(*(r.wait() for r in ready))
+            Console(stderr=True).print(f"following {', '.join(filters)}", highlight=False)
             seen = 0
             while count is None or seen < count:
                 seq, when, subj, kind, what = row(await merged.get())

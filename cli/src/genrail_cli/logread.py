@@ -3,6 +3,7 @@ one message by its sequence."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,9 +69,12 @@ async def get(nc: NATS, stream: str, seq: int) -> Message | None:
     return Message(stream, raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
 
 
-async def follow(nc: NATS, stream: str, subject: str) -> AsyncIterator[Message]:
-    """Messages appended to `subject` from now on, forever."""
+async def follow(nc: NATS, stream: str, subject: str, *,
+                 subscribed: asyncio.Event | None = None) -> AsyncIterator[Message]:
+    """Messages appended to `subject` from now on (from when `subscribed` is set), forever."""
     async with OrderedReader(nc, stream, (subject,), 0, deliver_new=True) as reader:
+        if subscribed is not None:
+            subscribed.set()
         while True:
             for m in await reader.take(500, timeout_s=1.0):
                 yield Message(stream, stream_seq(m), m.subject, m.data, dict(m.headers or {}))

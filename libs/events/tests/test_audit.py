@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgspec
+
 from genrail_events import jobs, ledger
 from genrail_events.audit import Logged, ViolationKind, audit
 from genrail_events.envelope import Event
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
 from genrail_events.ledger import Account
+
+
+def copy_request(cost: int) -> ledger.JobRequest:
+    return ledger.JobRequest(type=JobType.copy, input={}, cost=cost)
+
+
+def with_balance_after(event: ledger.LedgerEvent, balance_after: int) -> ledger.LedgerEvent:
+    """The same entry stating another balance: what a buggy writer would append."""
+    return msgspec.structs.replace(event, data=msgspec.structs.replace(event.data, balance_after=balance_after))
 
 
 class Log:
@@ -28,7 +39,7 @@ class Log:
         return logged
 
     def entry(self, entry: ledger.Entry) -> Logged:
-        user_id = entry.event.data["user_id"]
+        user_id = entry.event.data.user_id
         self.accounts[user_id] = ledger.evolve(self.accounts.get(user_id, Account(user_id)), entry.event)
         return self.put("LEDGER", entry.subject, entry.event)
 
@@ -44,7 +55,7 @@ class Log:
         self.entry(ledger.decide_grant(self.account(user_id), credits, "signup", "signup"))
 
     def create_job(self, user_id: str, job_id: str, cost: int = 1) -> None:
-        self.entry(ledger.decide_debit(self.account(user_id), job_id, 1, cost, {"type": "copy", "cost": cost}))
+        self.entry(ledger.decide_debit(self.account(user_id), job_id, 1, cost, copy_request(cost)))
         self.job_event(jobs.job_created(job_id, user_id, JobType.copy, cost, {}))
 
     def move(self, job_id: str, *statuses: S) -> Logged:
@@ -57,7 +68,7 @@ class Log:
 
     def retry(self, job_id: str) -> None:
         job = self.jobs[job_id]
-        self.entry(ledger.decide_debit(self.account(job.user_id), job_id, job.attempt + 1, job.cost, {}))
+        self.entry(ledger.decide_debit(self.account(job.user_id), job_id, job.attempt + 1, job.cost, copy_request(job.cost)))
         self.job_event(jobs.decide_retry(job, requested_by="admin"))
 
 
@@ -98,9 +109,8 @@ def test_a_reversal_may_leave_the_balance_negative_until_it_is_paid_back() -> No
 def test_a_debit_while_in_reversal_debt_is_caught() -> None:
     log = clean_log()
     log.entry(ledger.decide_reversal(log.account("u2"), "pi_1", 100, "disputed"))
-    overspend = ledger.decide_debit(Account("u2", 1), "j9", 1, 1, {})  # decided on a stale balance
-    bad = log.put("LEDGER", overspend.subject, overspend.event.model_copy(update={"data": {
-        **overspend.event.data, "balance_after": log.account("u2").balance - 1}}))
+    overspend = ledger.decide_debit(Account("u2", 1), "j9", 1, 1, copy_request(1))  # decided on a stale balance
+    bad = log.put("LEDGER", overspend.subject, with_balance_after(overspend.event, log.account("u2").balance - 1))
     [violation] = audit(log.messages)
     assert violation.kind is ViolationKind.negative_balance and violation.events == [(bad.seq, bad.subject)]
 
@@ -108,8 +118,7 @@ def test_a_debit_while_in_reversal_debt_is_caught() -> None:
 def test_a_negative_balance_without_a_reversal_is_caught() -> None:
     log = clean_log()
     entry = ledger.decide_adjustment(Account("u1", 100), "adj2", -20, "mistake")
-    planted = entry.event.model_copy(update={"data": {**entry.event.data,
-                                                      "balance_after": log.account("u1").balance - 20}})
+    planted = with_balance_after(entry.event, log.account("u1").balance - 20)
     log.put("LEDGER", entry.subject, planted)
     assert kinds(log) == [ViolationKind.negative_balance]
 
@@ -117,7 +126,7 @@ def test_a_negative_balance_without_a_reversal_is_caught() -> None:
 def test_an_extra_debit_of_the_same_attempt_is_caught_with_both_entries() -> None:
     log = clean_log()
     first = next(m for m in log.messages if m.subject == "ledger.u1.debited.j1.1")
-    extra = log.entry(ledger.decide_debit(log.account("u1"), "j1", 1, 1, {"type": "copy"}))
+    extra = log.entry(ledger.decide_debit(log.account("u1"), "j1", 1, 1, copy_request(1)))
     [violation] = audit(log.messages)
     assert violation.kind is ViolationKind.double_debit
     assert violation.events == [(first.seq, first.subject), (extra.seq, extra.subject)]
@@ -126,7 +135,7 @@ def test_an_extra_debit_of_the_same_attempt_is_caught_with_both_entries() -> Non
 def test_a_balance_after_that_is_not_the_running_sum_is_caught_once() -> None:
     log = clean_log()
     entry = ledger.decide_grant(log.account("u1"), 5, "promo", "p1")
-    wrong = entry.event.model_copy(update={"data": {**entry.event.data, "balance_after": 50}})
+    wrong = with_balance_after(entry.event, 50)
     bad = log.put("LEDGER", entry.subject, wrong)
     log.accounts["u1"] = Account("u1", 50)
     log.create_job("u1", "j4")  # decided from the wrong balance: consistent from there on

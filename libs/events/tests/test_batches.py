@@ -22,5 +22,5 @@ def test_the_same_key_names_the_same_batch_and_its_images_have_stable_job_ids() 
     batch_id = batches.batch_id_for("u1", "spring-sale")
     assert batch_id == batches.batch_id_for("u1", "spring-sale") != batches.batch_id_for("u2", "spring-sale")
     event = batches.batch_created(batch_id, "u1", "make it sepia", ["a.png", "b.png"], 1)
-    assert event.data["job_ids"] == [batches.image_job_id(batch_id, 0), batches.image_job_id(batch_id, 1)]
-    assert len(set(event.data["job_ids"])) == 2
+    assert event.data.job_ids == [batches.image_job_id(batch_id, 0), batches.image_job_id(batch_id, 1)]
+    assert len(set(event.data.job_ids)) == 2

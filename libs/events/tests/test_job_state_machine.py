@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from genrail_events import jobs
@@ -45,10 +46,11 @@ def test_every_pair_of_states_follows_the_table(from_status: JobStatus, to_statu
 
 def test_transition_event_carries_what_the_ledger_needs_to_refund() -> None:
     event = jobs.decide_transition(job_in(S.processing, attempt=2), S.failed, error="provider down", now=NOW)
-    assert event.data | {} == event.data
-    assert {k: event.data[k] for k in ("job_id", "user_id", "cost", "attempt", "from", "to", "error")} == {
-        "job_id": "j1", "user_id": "u1", "cost": 2, "attempt": 2, "from": "processing", "to": "failed",
-        "error": "provider down"}
+    d = event.data
+    assert (d.job_id, d.user_id, d.cost, d.attempt, d.from_status, d.to, d.error) == (
+        "j1", "u1", 2, 2, S.processing, S.failed, "provider down")
+    wire = msgspec.json.decode(event.to_bytes())["data"]
+    assert (wire["from"], wire["to"]) == ("processing", "failed")
 
 
 def test_retry_starts_a_new_attempt_and_clears_the_previous_result() -> None:

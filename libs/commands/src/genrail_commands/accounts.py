@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from genrail_events import subjects
-from genrail_events.envelope import Event
-from genrail_events.ledger import Account, Entry
+from genrail_events.ledger import Account, CreditsDebited, CreditsRefunded, Entry, LedgerEvent
 
 from genrail_eventlog.store import Appended, EventStore, retry_on_conflict
 from genrail_runtime import metrics
@@ -17,7 +16,7 @@ async def load_account(log: EventStore, user_id: str) -> tuple[Account, int]:
     last = await log.last(subjects.ledger_account(user_id))
     if last is None:
         return Account(user_id), 0
-    return Account(user_id, int(last.event.data["balance_after"])), last.seq
+    return Account(user_id, last.event.data.balance_after), last.seq
 
 
 async def append_to_account(log: EventStore, user_id: str, decide: Callable[[Account], Entry],
@@ -40,9 +39,9 @@ async def append_to_account(log: EventStore, user_id: str, decide: Callable[[Acc
     return await retry_on_conflict(attempt)
 
 
-def count_credits(event: Event) -> None:
+def count_credits(event: LedgerEvent) -> None:
     """Credits charged for jobs and given back for them, in the process's metrics."""
-    if event.type == "ledger.debited":
-        metrics.get().credits_charged(int(event.data["amount"]), str(event.data["job"].get("type") or "unknown"))
-    elif event.type == "ledger.refunded":
-        metrics.get().credits_given_back(int(event.data["amount"]), str(event.data.get("reason") or "unknown"))
+    if isinstance(event, CreditsDebited):
+        metrics.get().credits_charged(event.data.amount, str(event.data.job.type))
+    elif isinstance(event, CreditsRefunded):
+        metrics.get().credits_given_back(event.data.amount, event.data.reason)

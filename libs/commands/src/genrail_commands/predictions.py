@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import mimetypes
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import msgspec
 
 from genrail_events import jobs
 from genrail_events.jobs import JobStatus as S
@@ -25,12 +27,37 @@ RUNNING = {"starting", "processing"}
 FAILED = {"failed", "canceled", "aborted"}
 
 
+class Prediction(msgspec.Struct, frozen=True, kw_only=True):
+    """What genrail reads of a Replicate prediction object (a webhook's body, or a poll's answer)."""
+
+    id: str | None = None
+    status: str
+    output: Any = None
+    error: Any = None
+    metrics: dict[str, Any] | None = None
+
+    @classmethod
+    def from_object(cls, value: Any) -> Prediction:
+        """ValueError when `value` is not a prediction object."""
+        return msgspec.convert(value, cls)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "succeeded" or self.status in FAILED
+
+
+def callback_url(webhooks_public_url: str, job_id: str, attempt: int) -> str:
+    """The webhook URL a job's prediction calls back: it names the job and the attempt, so a
+    callback that comes before the pipeline recorded the prediction id still finds its job."""
+    return f"{webhooks_public_url.rstrip('/')}/webhooks/replicate?{urlencode({'job_id': job_id, 'attempt': attempt})}"
+
+
 class OutputDownloadFailed(Exception):
     """The provider's output could not be fetched (worth trying again: it is transient)."""
 
 
-def output_urls(prediction: dict[str, Any]) -> list[str]:
-    output = prediction.get("output")
+def output_urls(prediction: Prediction) -> list[str]:
+    output = prediction.output
     if isinstance(output, str):
         return [output]
     if isinstance(output, list):
@@ -57,7 +84,7 @@ async def download_outputs(http: httpx.AsyncClient, storage: Storage, job: jobs.
 
 
 async def apply_prediction(store: EventStore, storage: Storage, http: httpx.AsyncClient, job_id: str,
-                           attempt: int | None, prediction: dict[str, Any], *, max_bytes: int,
+                           attempt: int | None, prediction: Prediction, *, max_bytes: int,
                            timeout_s: float) -> str:
     """What happened, in a word or two, for the caller's log."""
     job, seq = await load_job(store, job_id)
@@ -67,8 +94,7 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
         return "earlier attempt"
     if job.status in jobs.FINAL_STATUSES:
         return f"job already {job.status}"
-    status = prediction.get("status")
-    prediction_id = prediction.get("id")
+    status, prediction_id = prediction.status, prediction.id
 
     def start(current: jobs.Job):
         if current.status in (S.pending, S.queued):
@@ -85,14 +111,14 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
             files = await download_outputs(http, storage, job, output_urls(prediction), max_bytes=max_bytes,
                                            timeout_s=timeout_s)
             output = {"files": files, "prediction_id": prediction_id,
-                      "metrics": prediction.get("metrics") or {}}
+                      "metrics": prediction.metrics or {}}
             await transition(store, job_id, lambda j: jobs.decide_transition(j, S.completed, output=output),
                              known=(job, seq))
             log_event(log, "job.completed", job_id=job_id, user_id=job.user_id, type=str(job.type),
                       attempt=job.attempt, prediction_id=prediction_id, created_at=job.created_at)
             return "completed"
         if status in FAILED:
-            error = f"provider prediction {status}: {prediction.get('error') or 'no reason given'}"
+            error = f"provider prediction {status}: {prediction.error or 'no reason given'}"
             await transition(store, job_id, lambda j: jobs.decide_transition(j, S.failed, error=error),
                              known=(job, seq))
             log_event(log, "job.failed", job_id=job_id, user_id=job.user_id, type=str(job.type),

@@ -26,8 +26,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from . import jobs
-from .envelope import Event
-from .ledger import EntryKind, signed_amount
+from .envelope import Event, UnknownEvent
+from .ledger import CreditsDebited, CreditsRefunded, EntryKind, signed_amount
 
 
 class Logged(NamedTuple):
@@ -82,7 +82,7 @@ def audit(log: Iterable[Logged]) -> list[Violation]:
 def _audit_balances(entries: list[Logged]) -> list[Violation]:
     by_user: dict[str, list[Logged]] = defaultdict(list)
     for logged in entries:
-        by_user[logged.event.data["user_id"]].append(logged)
+        by_user[logged.event.data.user_id].append(logged)
     out: list[Violation] = []
     for user_id, account in by_user.items():
         out.extend(_audit_account(user_id, account))
@@ -97,18 +97,18 @@ def _audit_account(user_id: str, account: list[Logged]) -> list[Violation]:
     for logged in account:
         data, change = logged.event.data, signed_amount(logged.event)
         total += change
-        after = int(data["balance_after"])
+        after = data.balance_after
         if after != stated + change:
             out.append(Violation(ViolationKind.balance_after,
-                                 f"user {user_id}: {data['kind']} of {data['amount']} states balance_after "
+                                 f"user {user_id}: {data.kind} of {data.amount} states balance_after "
                                  f"{after}, but the entries before it sum to {stated} "
                                  f"(expected {stated + change})", [_ref(logged)]))
-        kind = EntryKind(data["kind"])
+        kind = data.kind
         if after < 0:
             allowed = kind is EntryKind.reversed or (in_debt and change >= 0)
             if not allowed:
                 out.append(Violation(ViolationKind.negative_balance,
-                                     f"user {user_id}: {kind} of {data['amount']} leaves the balance at {after}"
+                                     f"user {user_id}: {kind} of {data.amount} leaves the balance at {after}"
                                      + (" while it was in reversal debt" if in_debt else ""), [_ref(logged)]))
             in_debt = in_debt or kind is EntryKind.reversed
         else:
@@ -130,11 +130,11 @@ def _audit_charges(entries: list[Logged], ended: dict[Attempt, Logged]) -> list[
     debits: dict[Attempt, list[Logged]] = defaultdict(list)
     refunds: dict[Attempt, list[Logged]] = defaultdict(list)
     for logged in entries:
-        data = logged.event.data
-        if data["kind"] == EntryKind.debited:
-            debits[(data["job_id"], int(data["attempt"]))].append(logged)
-        elif data["kind"] == EntryKind.refunded:
-            refunds[(data["job_id"], int(data["attempt"]))].append(logged)
+        event = logged.event
+        if isinstance(event, CreditsDebited):
+            debits[(event.data.job_id, event.data.attempt)].append(logged)
+        elif isinstance(event, CreditsRefunded):
+            refunds[(event.data.job_id, event.data.attempt)].append(logged)
     out: list[Violation] = []
     for (job_id, attempt), charged in debits.items():
         if len(charged) > 1:
@@ -144,7 +144,7 @@ def _audit_charges(entries: list[Logged], ended: dict[Attempt, Logged]) -> list[
     for key, end in ended.items():
         job_id, attempt = key
         given = refunds.get(key, [])
-        status = end.event.data["to"]
+        status = end.event.data.to
         if not given:
             out.append(Violation(ViolationKind.missing_refund,
                                  f"job {job_id} attempt {attempt} {status} but was never refunded", [_ref(end)]))
@@ -153,7 +153,7 @@ def _audit_charges(entries: list[Logged], ended: dict[Attempt, Logged]) -> list[
                                  f"job {job_id} attempt {attempt} {status} and refunded {len(given)} times",
                                  [_ref(end), *(_ref(r) for r in given)]))
         if given and key in debits:
-            took, gave = int(debits[key][0].event.data["amount"]), int(given[0].event.data["amount"])
+            took, gave = debits[key][0].event.data.amount, given[0].event.data.amount
             if took != gave:
                 out.append(Violation(ViolationKind.refund_amount,
                                      f"job {job_id} attempt {attempt}: debited {took} but refunded {gave}",
@@ -188,30 +188,29 @@ def _audit_jobs(job_events: list[Logged]) -> tuple[dict[Attempt, Logged], list[V
             if job is None and event.type != "job.created":
                 continue  # nothing to fold onto
         state[job_id] = jobs.evolve(None if event.type == "job.created" else job, event)
-        if event.type == "job.transitioned" and event.data["to"] in jobs.REFUNDED_STATUSES:
-            ended.setdefault((job_id, int(event.data["attempt"])), logged)
+        if isinstance(event, jobs.JobTransitioned) and event.data.to in jobs.REFUNDED_STATUSES:
+            ended.setdefault((job_id, event.data.attempt), logged)
     return ended, out
 
 
-def _illegal(job: jobs.Job | None, event: Event) -> str | None:
-    d = event.data
-    if event.type == "job.created":
+def _illegal(job: jobs.Job | None, event: Event | UnknownEvent) -> str | None:
+    if isinstance(event, jobs.JobCreated):
         return None if job is None else f"created again while {job.status} (event {event.id})"
-    if event.type not in ("job.transitioned", "job.retried"):
+    if not isinstance(event, jobs.JobTransitioned | jobs.JobRetried):
         return None  # events that change no state
     if job is None:
         return f"{event.type} before job.created"
-    to = jobs.JobStatus(d["to"])
-    if event.type == "job.retried":
+    d = event.data
+    if isinstance(event, jobs.JobRetried):
         if job.status not in jobs.RETRYABLE_STATUSES:
             return f"retried while {job.status}"
-        if int(d["attempt"]) != job.attempt + 1:
-            return f"retry names attempt {d['attempt']} after attempt {job.attempt}"
+        if d.attempt != job.attempt + 1:
+            return f"retry names attempt {d.attempt} after attempt {job.attempt}"
         return None
-    if d.get("from") is not None and d["from"] != job.status:
-        return f"transition decided from {d['from']} while the job was {job.status}"
-    if to is jobs.JobStatus.pending or not jobs.can_transition(job.status, to):
-        return f"{job.status} → {to} is not a legal transition"
-    if int(d.get("attempt", job.attempt)) != job.attempt:
-        return f"transition of attempt {d['attempt']} while the job is at attempt {job.attempt}"
+    if d.from_status != job.status:
+        return f"transition decided from {d.from_status} while the job was {job.status}"
+    if d.to is jobs.JobStatus.pending or not jobs.can_transition(job.status, d.to):
+        return f"{job.status} → {d.to} is not a legal transition"
+    if d.attempt != job.attempt:
+        return f"transition of attempt {d.attempt} while the job is at attempt {job.attempt}"
     return None

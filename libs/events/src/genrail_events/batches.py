@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from . import subjects
-from .envelope import Event, utcnow
+from .envelope import Event, Payload, utcnow
 from .jobs import FINAL_STATUSES, JobStatus
 
 
@@ -32,12 +32,25 @@ def image_job_id(batch_id: str, index: int) -> str:
     return str(uuid.uuid5(uuid.UUID(batch_id), f"image:{index}"))
 
 
+class BatchCreatedData(Payload, frozen=True, kw_only=True):
+    batch_id: str
+    user_id: str
+    prompt: str
+    image_keys: list[str]
+    job_ids: list[str]
+    cost_per_image: int
+
+
+class BatchCreated(Event, tag="batch.created", frozen=True, kw_only=True):
+    data: BatchCreatedData
+
+
 def batch_created(batch_id: str, user_id: str, prompt: str, image_keys: list[str], cost_per_image: int,
-                  now: datetime | None = None) -> Event:
-    return Event(type="batch.created", aggregate_id=batch_id, occurred_at=now or utcnow(),
-                 data={"batch_id": batch_id, "user_id": user_id, "prompt": prompt, "image_keys": image_keys,
-                       "job_ids": [image_job_id(batch_id, i) for i in range(len(image_keys))],
-                       "cost_per_image": cost_per_image})
+                  now: datetime | None = None) -> BatchCreated:
+    return BatchCreated(aggregate_id=batch_id, occurred_at=now or utcnow(),
+                        data=BatchCreatedData(batch_id=batch_id, user_id=user_id, prompt=prompt, image_keys=image_keys,
+                                              job_ids=[image_job_id(batch_id, i) for i in range(len(image_keys))],
+                                              cost_per_image=cost_per_image))
 
 
 def created_subject(batch_id: str) -> str:

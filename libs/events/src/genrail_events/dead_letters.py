@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from . import jobs
-from .envelope import Event
+from .envelope import Event, Payload, UnknownEvent
 
 RESOLVED_PREFIX = "dlq.resolved."
 REDRIVE_MSG_ID_PREFIX = "redrive:"
@@ -67,7 +67,7 @@ class DeadLetter:
         return cls(dlq_seq, r["stream"], r["consumer"], int(r["stream_seq"]), r["subject"],
                    int(r["num_delivered"]), r["reason"], r["failed_at"], r["data"], dict(r.get("headers") or {}))
 
-    def event(self) -> Event | None:
+    def event(self) -> Event | UnknownEvent | None:
         try:
             return Event.from_bytes(self.data.encode())
         except ValueError:
@@ -78,11 +78,26 @@ class DeadLetter:
         return event.aggregate_id if event is not None and event.type.startswith("job.") else None
 
 
-def resolution_event(dead: DeadLetter, action: Resolution, *, by: str, republished_seq: int | None = None) -> Event:
-    return Event(type="dlq.resolved", aggregate_id=str(dead.id),
-                 data={"dlq_seq": dead.id, "action": str(action), "by": by, "stream": dead.stream,
-                       "consumer": dead.consumer, "subject": dead.subject, "stream_seq": dead.stream_seq,
-                       "republished_seq": republished_seq})
+class ResolutionData(Payload, frozen=True, kw_only=True):
+    dlq_seq: int
+    action: Resolution
+    by: str
+    stream: str
+    consumer: str
+    subject: str
+    stream_seq: int
+    republished_seq: int | None = None
+
+
+class DeadLetterResolved(Event, tag="dlq.resolved", frozen=True, kw_only=True):
+    data: ResolutionData
+
+
+def resolution_event(dead: DeadLetter, action: Resolution, *, by: str,
+                     republished_seq: int | None = None) -> DeadLetterResolved:
+    return DeadLetterResolved(aggregate_id=str(dead.id), data=ResolutionData(
+        dlq_seq=dead.id, action=action, by=by, stream=dead.stream, consumer=dead.consumer, subject=dead.subject,
+        stream_seq=dead.stream_seq, republished_seq=republished_seq))
 
 
 def redrive_refusal(dead: DeadLetter, job: jobs.Job | None = None) -> str | None:
@@ -93,10 +108,10 @@ def redrive_refusal(dead: DeadLetter, job: jobs.Job | None = None) -> str | None
         return f"dead letter {dead.id}: its data is not a readable event; discard it"
     if event.type.startswith("ledger."):
         return (f"dead letter {dead.id} is a ledger entry: republishing it would append a second "
-                f"{event.data.get('kind')} entry to the account. Discard it, and correct the balance with "
+                f"{event.type.removeprefix('ledger.')} entry to the account. Discard it, and correct the balance with "
                 f"an adjustment if the entry's effect is missing")
-    if event.type in ("job.created", "job.retried"):
-        attempt = int(event.data.get("attempt", 1))
+    if isinstance(event, jobs.JobCreated | jobs.JobRetried):
+        attempt = event.data.attempt
         if job is None:
             return f"dead letter {dead.id}: job {event.aggregate_id} is not on the log"
         if job.attempt != attempt or job.status is not jobs.JobStatus.pending:

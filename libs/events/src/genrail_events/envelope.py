@@ -1,60 +1,66 @@
-"""The event envelope every message on the log carries, and upcasting on read."""
+"""The event envelope every message on the log carries.
+
+On the wire an event is one JSON object: `type`, `id`, `occurred_at`, `aggregate_id`,
+`schema_version` and `data`, the type's payload. In code each event type is a class of its
+own (a msgspec Struct tagged by `type`) whose `data` is a typed payload, so a consumer
+decodes bytes straight into the right class, once, and handlers dispatch on the class.
+Decoding, and reading events written by older code, is `codec`'s job.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(BaseModel):
-    """One fact on the log. `data` holds the type's payload at `schema_version`."""
+class Payload(msgspec.Struct, frozen=True, kw_only=True):
+    """The base of every event's `data`. A new field gets a default, so that events written
+    before it still decode; a field whose meaning changes needs a new schema version."""
 
-    model_config = ConfigDict(frozen=True)
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    type: str
-    occurred_at: datetime = Field(default_factory=utcnow)
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """One fact on the log. Subclasses set `tag=` (the event type) and declare `data`."""
+
+    id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
     aggregate_id: str
     schema_version: int = 1
-    data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return _ENCODER.encode(self)
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Event:
-        return upcast(cls.model_validate_json(raw))
+    @staticmethod
+    def from_bytes(raw: bytes) -> Event | UnknownEvent:
+        """Decode any event of the log (ValueError when `raw` is not one)."""
+        from .codec import decode
 
-
-# (type, from_version) -> function turning that version's data into the next version's.
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-CURRENT_VERSIONS: dict[str, int] = {}
+        return decode(raw)
 
 
-def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
-    """Register how to read an old version of an event; old versions stay readable forever."""
+class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event of a type this code does not know (a newer producer wrote it): kept whole,
+    acted on by nobody."""
 
-    def register(fn: Upcaster) -> Upcaster:
-        UPCASTERS[(event_type, from_version)] = fn
-        CURRENT_VERSIONS[event_type] = max(CURRENT_VERSIONS.get(event_type, 1), from_version + 1)
-        return fn
+    type: str
+    id: uuid.UUID
+    occurred_at: datetime
+    aggregate_id: str
+    schema_version: int = 1
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
 
-    return register
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode(self)
 
 
-def upcast(event: Event) -> Event:
-    version, data = event.schema_version, event.data
-    while (step := UPCASTERS.get((event.type, version))) is not None:
-        data, version = step(data), version + 1
-    if version == event.schema_version:
-        return event
-    return event.model_copy(update={"data": data, "schema_version": version})
+_ENCODER = msgspec.json.Encoder()

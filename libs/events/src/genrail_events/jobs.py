@@ -8,8 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from . import subjects
-from .envelope import Event, utcnow
+from .envelope import Event, Payload, UnknownEvent, utcnow
 
 
 class JobType(StrEnum):
@@ -90,13 +92,77 @@ class Job:
 
 # --- events -------------------------------------------------------------------------
 
+class JobCreatedData(Payload, frozen=True, kw_only=True):
+    job_id: str
+    user_id: str
+    type: JobType
+    cost: int
+    input: dict[str, Any]
+    batch_id: str | None = None
+    attempt: int = 1
+
+
+class JobCreated(Event, tag="job.created", frozen=True, kw_only=True):
+    data: JobCreatedData
+
+
+class JobMovedData(Payload, frozen=True, kw_only=True):
+    """What every change of a job's state carries: enough for the ledger to refund it and for
+    the pipeline to cancel it, without reading the job."""
+
+    job_id: str
+    user_id: str
+    type: JobType
+    cost: int
+    attempt: int
+    batch_id: str | None = None
+    from_status: JobStatus = msgspec.field(name="from")
+    to: JobStatus
+
+
+class JobTransitionedData(JobMovedData, frozen=True, kw_only=True):
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    prediction_id: str | None = None
+    reason: str | None = None
+
+
+class JobTransitioned(Event, tag="job.transitioned", frozen=True, kw_only=True):
+    data: JobTransitionedData
+
+
+class JobRetriedData(JobMovedData, frozen=True, kw_only=True):
+    to: JobStatus = JobStatus.pending
+    requested_by: str
+
+
+class JobRetried(Event, tag="job.retried", frozen=True, kw_only=True):
+    data: JobRetriedData
+
+
+class JobProviderFailedData(Payload, frozen=True, kw_only=True):
+    job_id: str
+    user_id: str
+    attempt: int
+    error: str
+    failures: int
+
+
+class JobProviderFailed(Event, tag="job.provider_failed", frozen=True, kw_only=True):
+    """A transient provider failure, recorded so that retries count failures, not deliveries."""
+
+    data: JobProviderFailedData
+
+
+JobEvent = JobCreated | JobTransitioned | JobRetried | JobProviderFailed
+JOB_EVENTS: tuple[type[Event], ...] = (JobCreated, JobTransitioned, JobRetried, JobProviderFailed)
+
+
 def job_created(job_id: str, user_id: str, job_type: JobType, cost: int, input: dict[str, Any],
-                *, batch_id: str | None = None, now: datetime | None = None) -> Event:
-    return Event(
-        type="job.created", aggregate_id=job_id, occurred_at=now or utcnow(),
-        data={"job_id": job_id, "user_id": user_id, "type": str(job_type), "cost": cost,
-              "input": input, "batch_id": batch_id, "attempt": 1},
-    )
+                *, batch_id: str | None = None, now: datetime | None = None) -> JobCreated:
+    return JobCreated(aggregate_id=job_id, occurred_at=now or utcnow(),
+                      data=JobCreatedData(job_id=job_id, user_id=user_id, type=JobType(job_type), cost=cost,
+                                          input=input, batch_id=batch_id, attempt=1))
 
 
 def created_subject(job_id: str) -> str:
@@ -107,38 +173,37 @@ def created_subject(job_id: str) -> str:
 
 def decide_transition(job: Job, to_status: JobStatus, *, output: dict[str, Any] | None = None,
                       error: str | None = None, prediction_id: str | None = None,
-                      reason: str | None = None, now: datetime | None = None) -> Event:
+                      reason: str | None = None, now: datetime | None = None) -> JobTransitioned:
     """The transition event, or InvalidTransition naming both states."""
     if not can_transition(job.status, to_status):
         raise InvalidTransition(job.id, job.status, to_status)
     if to_status is JobStatus.pending:
         raise InvalidTransition(job.id, job.status, to_status)  # only decide_retry goes back
-    return Event(
-        type="job.transitioned", aggregate_id=job.id, occurred_at=now or utcnow(),
-        data={"job_id": job.id, "user_id": job.user_id, "type": str(job.type), "cost": job.cost,
-              "attempt": job.attempt, "batch_id": job.batch_id,
-              "from": str(job.status), "to": str(to_status), "output": output, "error": error,
-              "prediction_id": prediction_id, "reason": reason},
+    return JobTransitioned(
+        aggregate_id=job.id, occurred_at=now or utcnow(),
+        data=JobTransitionedData(job_id=job.id, user_id=job.user_id, type=job.type, cost=job.cost,
+                                 attempt=job.attempt, batch_id=job.batch_id, from_status=job.status,
+                                 to=JobStatus(to_status), output=output, error=error,
+                                 prediction_id=prediction_id, reason=reason),
     )
 
 
-def decide_retry(job: Job, *, requested_by: str, now: datetime | None = None) -> Event:
+def decide_retry(job: Job, *, requested_by: str, now: datetime | None = None) -> JobRetried:
     """A failed or expired job goes back to pending as a new attempt (charged again)."""
     if job.status not in RETRYABLE_STATUSES:
         raise InvalidTransition(job.id, job.status, JobStatus.pending)
-    return Event(
-        type="job.retried", aggregate_id=job.id, occurred_at=now or utcnow(),
-        data={"job_id": job.id, "user_id": job.user_id, "type": str(job.type), "cost": job.cost,
-              "attempt": job.attempt + 1, "batch_id": job.batch_id, "from": str(job.status),
-              "to": str(JobStatus.pending), "requested_by": requested_by},
+    return JobRetried(
+        aggregate_id=job.id, occurred_at=now or utcnow(),
+        data=JobRetriedData(job_id=job.id, user_id=job.user_id, type=job.type, cost=job.cost,
+                            attempt=job.attempt + 1, batch_id=job.batch_id, from_status=job.status,
+                            requested_by=requested_by),
     )
 
 
-def provider_failed(job: Job, error: str, *, now: datetime | None = None) -> Event:
-    """A transient provider failure, recorded so that retries count failures, not deliveries."""
-    return Event(type="job.provider_failed", aggregate_id=job.id, occurred_at=now or utcnow(),
-                 data={"job_id": job.id, "user_id": job.user_id, "attempt": job.attempt, "error": error,
-                       "failures": job.failures + 1})
+def provider_failed(job: Job, error: str, *, now: datetime | None = None) -> JobProviderFailed:
+    return JobProviderFailed(aggregate_id=job.id, occurred_at=now or utcnow(),
+                             data=JobProviderFailedData(job_id=job.id, user_id=job.user_id, attempt=job.attempt,
+                                                        error=error, failures=job.failures + 1))
 
 
 def subject_for(event: Event) -> str:
@@ -148,36 +213,37 @@ def subject_for(event: Event) -> str:
 
 # --- evolve -------------------------------------------------------------------------
 
-def evolve(job: Job | None, event: Event) -> Job:
-    d = event.data
-    if event.type == "job.created" and job is not None:
-        return job  # a job is created once; a copy (a redriven dead letter) changes nothing
-    if event.type == "job.created":
-        return Job(id=d["job_id"], user_id=d["user_id"], type=JobType(d["type"]),
-                   status=JobStatus.pending, cost=d["cost"], input=d["input"],
-                   created_at=event.occurred_at, updated_at=event.occurred_at,
-                   attempt=d.get("attempt", 1), batch_id=d.get("batch_id"),
-                   history=(str(JobStatus.pending),))
+def evolve(job: Job | None, event: Event | UnknownEvent) -> Job:
+    if isinstance(event, JobCreated):
+        return job if job is not None else _created(event)  # a copy (a redriven dead letter) changes nothing
     if job is None:
         raise ValueError(f"{event.type} for job {event.aggregate_id} before job.created")
-    if event.type == "job.transitioned":
+    if isinstance(event, JobTransitioned):
+        d = event.data
         return replace(
-            job, status=JobStatus(d["to"]), updated_at=event.occurred_at,
-            output=d.get("output") if d.get("output") is not None else job.output,
-            error=d.get("error") if d["to"] in (S.failed, S.expired, S.canceled) else job.error,
-            prediction_id=d.get("prediction_id") or job.prediction_id,
-            history=(*job.history, d["to"]),
+            job, status=d.to, updated_at=event.occurred_at,
+            output=d.output if d.output is not None else job.output,
+            error=d.error if d.to in (S.failed, S.expired, S.canceled) else job.error,
+            prediction_id=d.prediction_id or job.prediction_id,
+            history=(*job.history, str(d.to)),
         )
-    if event.type == "job.provider_failed":
-        return replace(job, failures=d["failures"]) if d["attempt"] == job.attempt else job
-    if event.type == "job.retried":
-        return replace(job, status=JobStatus.pending, attempt=d["attempt"], output=None, error=None,
+    if isinstance(event, JobProviderFailed):
+        return replace(job, failures=event.data.failures) if event.data.attempt == job.attempt else job
+    if isinstance(event, JobRetried):
+        return replace(job, status=JobStatus.pending, attempt=event.data.attempt, output=None, error=None,
                        prediction_id=None, failures=0, updated_at=event.occurred_at,
                        history=(*job.history, str(JobStatus.pending)))
     return job  # unknown job events (newer producers) do not change what we know
 
 
-def fold(events: list[Event]) -> Job | None:
+def _created(event: JobCreated) -> Job:
+    d = event.data
+    return Job(id=d.job_id, user_id=d.user_id, type=d.type, status=JobStatus.pending, cost=d.cost, input=d.input,
+               created_at=event.occurred_at, updated_at=event.occurred_at, attempt=d.attempt, batch_id=d.batch_id,
+               history=(str(JobStatus.pending),))
+
+
+def fold(events: list[Event | UnknownEvent]) -> Job | None:
     job: Job | None = None
     for event in events:
         job = evolve(job, event)

@@ -9,8 +9,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from . import subjects
-from .envelope import Event, utcnow
+from .envelope import Event, Payload, utcnow
+from .jobs import JobType
 
 
 class EntryKind(StrEnum):
@@ -44,21 +47,128 @@ class InvalidAmount(ValueError):
     pass
 
 
+# --- what a debit pays for ---------------------------------------------------------
+
+class JobRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="job"):
+    """One job's request, as its debit carries it (a retry's debit names who asked)."""
+
+    type: JobType
+    input: dict[str, Any]
+    cost: int
+    batch_id: str | None = None
+    requested_by: str | None = None
+
+
+class BatchRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):
+    """A batch of image edits: everything needed to create the batch and its jobs again."""
+
+    type: JobType = JobType.image_edit
+    batch_id: str
+    prompt: str
+    image_keys: list[str]
+    cost_per_image: int
+    cost: int
+
+
+Request = JobRequest | BatchRequest
+
+
+# --- events -------------------------------------------------------------------------
+
+class EntryData(Payload, frozen=True, kw_only=True):
+    user_id: str
+    kind: EntryKind
+    amount: int
+    balance_after: int
+
+
+class GrantedData(EntryData, frozen=True, kw_only=True):
+    reason: str
+
+
+class PurchasedData(EntryData, frozen=True, kw_only=True):
+    payment_id: str
+    pack: str | None = None
+
+
+class AttemptEntryData(EntryData, frozen=True, kw_only=True):
+    """An entry for one attempt of a job (or of a batch, whose id stands in the job's place)."""
+
+    job_id: str
+    attempt: int
+
+
+class DebitedData(AttemptEntryData, frozen=True, kw_only=True):
+    job: Request
+
+
+class RefundedData(AttemptEntryData, frozen=True, kw_only=True):
+    reason: str
+
+
+class AdjustedData(EntryData, frozen=True, kw_only=True):
+    reason: str
+
+
+class ReversedData(EntryData, frozen=True, kw_only=True):
+    payment_id: str
+    reason: str
+
+
+class CreditsGranted(Event, tag="ledger.granted", frozen=True, kw_only=True):
+    data: GrantedData
+
+
+class CreditsPurchased(Event, tag="ledger.purchased", frozen=True, kw_only=True):
+    data: PurchasedData
+
+
+class CreditsDebited(Event, tag="ledger.debited", frozen=True, kw_only=True):
+    data: DebitedData
+    schema_version: int = 2  # v2: the request is tagged `kind: job | batch`
+
+
+class CreditsRefunded(Event, tag="ledger.refunded", frozen=True, kw_only=True):
+    data: RefundedData
+
+
+class CreditsAdjusted(Event, tag="ledger.adjusted", frozen=True, kw_only=True):
+    data: AdjustedData
+
+
+class CreditsReversed(Event, tag="ledger.reversed", frozen=True, kw_only=True):
+    data: ReversedData
+
+
+LedgerEvent = CreditsGranted | CreditsPurchased | CreditsDebited | CreditsRefunded | CreditsAdjusted | CreditsReversed
+LEDGER_EVENTS: tuple[type[Event], ...] = (CreditsGranted, CreditsPurchased, CreditsDebited, CreditsRefunded,
+                                          CreditsAdjusted, CreditsReversed)
+_EVENT_FOR = {EntryKind.granted: (CreditsGranted, GrantedData), EntryKind.purchased: (CreditsPurchased, PurchasedData),
+              EntryKind.debited: (CreditsDebited, DebitedData), EntryKind.refunded: (CreditsRefunded, RefundedData),
+              EntryKind.adjusted: (CreditsAdjusted, AdjustedData), EntryKind.reversed: (CreditsReversed, ReversedData)}
+
+
+def upcast_debit_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 debits told a batch's request from a job's by its `image_keys`; v2 tags it."""
+    request = data["job"]
+    return {**data, "job": {**request, "kind": "batch" if "image_keys" in request else "job"}}
+
+
 @dataclass(frozen=True)
 class Entry:
     """A decided ledger entry: the subject it goes to and the event."""
 
     subject: str
-    event: Event
+    event: LedgerEvent
     msg_id: str
 
 
 def _entry(account: Account, kind: EntryKind, amount: int, key: tuple[str, ...],
            data: dict[str, Any], now: datetime | None) -> Entry:
-    balance_after = account.balance + SIGN[kind] * amount
-    event = Event(type=f"ledger.{kind}", aggregate_id=account.user_id, occurred_at=now or utcnow(),
-                  data={"user_id": account.user_id, "kind": str(kind), "amount": amount,
-                        "balance_after": balance_after, **data})
+    event_cls, data_cls = _EVENT_FOR[kind]
+    payload = data_cls(user_id=account.user_id, kind=kind, amount=amount,
+                       balance_after=account.balance + SIGN[kind] * amount, **data)
+    event = event_cls(aggregate_id=account.user_id, occurred_at=now or utcnow(), data=payload)
     return Entry(subjects.ledger(account.user_id, kind, *key), event, f"{kind}:{account.user_id}:{':'.join(key)}")
 
 
@@ -74,7 +184,7 @@ def decide_grant(account: Account, amount: int, reason: str, grant_id: str, now:
     return _entry(account, EntryKind.granted, amount, (grant_id,), {"reason": reason}, now)
 
 
-def decide_debit(account: Account, job_id: str, attempt: int, amount: int, job: dict[str, Any],
+def decide_debit(account: Account, job_id: str, attempt: int, amount: int, job: Request,
                  now: datetime | None = None) -> Entry:
     """Charge a job attempt. The entry carries the job request: it is the authoritative
     'charge and create'. A balance that would go below zero refuses the debit."""
@@ -145,9 +255,9 @@ def decide_adjustment(account: Account, adjustment_id: str, amount: int, reason:
 
 # --- evolve -------------------------------------------------------------------------
 
-def evolve(account: Account, event: Event) -> Account:
-    return Account(account.user_id, int(event.data["balance_after"]), account.entries + 1)
+def evolve(account: Account, event: LedgerEvent) -> Account:
+    return Account(account.user_id, event.data.balance_after, account.entries + 1)
 
 
-def signed_amount(event: Event) -> int:
-    return SIGN[EntryKind(event.data["kind"])] * int(event.data["amount"])
+def signed_amount(event: LedgerEvent) -> int:
+    return SIGN[event.data.kind] * event.data.amount

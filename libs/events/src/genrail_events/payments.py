@@ -10,10 +10,13 @@ unit, as Stripe takes them (cents for usd, whole yen for jpy).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
+
+from .envelope import Event, Payload
 
 _PACK_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _CURRENCY = re.compile(r"[a-z]{3}")
@@ -89,8 +92,7 @@ def _int(text: str, field: str, entry: str) -> int:
 ReversalReason = Literal["refund", "dispute_lost"]
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentSucceeded:
+class PaymentSucceeded(Payload, frozen=True):
     stripe_event_id: str
     payment_id: str
     user_id: str
@@ -100,8 +102,7 @@ class PaymentSucceeded:
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentReversed:
+class PaymentReversed(Payload, frozen=True):
     """Money taken back from a purchase.
 
     Stripe reports refunds cumulatively (`amount_refunded` is the running total), so
@@ -162,4 +163,19 @@ def resolve_reversal(reversal: PaymentReversed, purchase: PaymentSucceeded) -> P
     else:
         # Amounts in two currencies cannot be compared: take the whole purchase back.
         credits = purchase.credits
-    return dataclasses.replace(reversal, user_id=purchase.user_id, credits=credits)
+    return msgspec.structs.replace(reversal, user_id=purchase.user_id, credits=credits)
+
+
+class PaymentRecorded(Event, tag="payment.succeeded", frozen=True, kw_only=True):
+    """A payment that buys credits, as the payment provider reported it."""
+
+    data: PaymentSucceeded
+
+
+class ReversalRecorded(Event, tag="payment.reversed", frozen=True, kw_only=True):
+    """Money taken back from a payment (a refund or a lost dispute), as reported."""
+
+    data: PaymentReversed
+
+
+PAYMENT_EVENTS: tuple[type[Event], ...] = (PaymentRecorded, ReversalRecorded)

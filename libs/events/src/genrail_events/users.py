@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 
 from . import subjects
-from .envelope import Event, utcnow
+from .envelope import Event, Payload, utcnow
 
 USER_ID_NAMESPACE = uuid.UUID("0d6e5a1c-7c55-4a8e-8f7e-8f0f3c9b6a21")
 KEY_PREFIX = "gr_"
@@ -32,11 +32,22 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def user_registered(email: str, api_key: str, now: datetime | None = None) -> Event:
+class UserRegisteredData(Payload, frozen=True, kw_only=True):
+    user_id: str
+    email: str
+    key_hash: str
+    key_prefix: str
+
+
+class UserRegistered(Event, tag="user.registered", frozen=True, kw_only=True):
+    data: UserRegisteredData
+
+
+def user_registered(email: str, api_key: str, now: datetime | None = None) -> UserRegistered:
     user_id = user_id_for(email)
-    return Event(type="user.registered", aggregate_id=user_id, occurred_at=now or utcnow(),
-                 data={"user_id": user_id, "email": normalize_email(email),
-                       "key_hash": hash_api_key(api_key), "key_prefix": api_key[:8]})
+    return UserRegistered(aggregate_id=user_id, occurred_at=now or utcnow(),
+                          data=UserRegisteredData(user_id=user_id, email=normalize_email(email),
+                                                  key_hash=hash_api_key(api_key), key_prefix=api_key[:8]))
 
 
 def registered_subject(user_id: str) -> str:

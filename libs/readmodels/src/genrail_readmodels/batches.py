@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from genrail_events.batches import BatchCreated
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genrail_eventlog.store import Stored
@@ -31,11 +32,11 @@ DDL = (
 
 def make(batches: str = "batches") -> Projection:
     async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
-        rows = [{"id": s.event.data["batch_id"], "user_id": s.event.data["user_id"], "prompt": s.event.data["prompt"],
-                 "total": len(s.event.data["job_ids"]), "image_keys": json.dumps(s.event.data["image_keys"]),
-                 "job_ids": json.dumps(s.event.data["job_ids"]), "cost_per_image": s.event.data["cost_per_image"],
+        rows = [{"id": s.event.data.batch_id, "user_id": s.event.data.user_id, "prompt": s.event.data.prompt,
+                 "total": len(s.event.data.job_ids), "image_keys": json.dumps(s.event.data.image_keys),
+                 "job_ids": json.dumps(s.event.data.job_ids), "cost_per_image": s.event.data.cost_per_image,
                  "created_at": s.event.occurred_at, "position": s.seq}
-                for s in batch if s.event.type == "batch.created"]
+                for s in batch if isinstance(s.event, BatchCreated)]
         if rows:
             await conn.execute(sa.text(
                 f"INSERT INTO {batches} (id, user_id, prompt, total, image_keys, job_ids, cost_per_image, created_at, "

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genrail_events.ledger import signed_amount
+from genrail_events.ledger import LEDGER_EVENTS, CreditsDebited, CreditsPurchased, LedgerEvent, signed_amount
 from genrail_eventlog.store import Stored
 from genrail_readmodels.runner import Projection
 
@@ -35,12 +35,12 @@ DDL = (
 )
 
 
-def _reason(data: dict) -> str | None:
-    if data["kind"] == "debited":
-        return f"{data['job']['type']} job"
-    if data["kind"] == "purchased":
-        return f"{data.get('pack')} pack"
-    return data.get("reason")
+def _reason(event: LedgerEvent) -> str | None:
+    if isinstance(event, CreditsDebited):
+        return f"{event.data.job.type} job"
+    if isinstance(event, CreditsPurchased):
+        return f"{event.data.pack} pack"
+    return getattr(event.data, "reason", None)
 
 
 ENTRY_COLUMNS = ("seq", "user_id", "kind", "amount", "balance_after", "reason", "job_id", "attempt", "payment_id",
@@ -66,11 +66,9 @@ def make(entries: str = "ledger_entries", balances: str = "balances") -> Project
     upsert_balances = sa.text(_UPSERT_BALANCES.format(balances=balances))
 
     async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
-        rows = [{"seq": s.seq, "user_id": s.event.data["user_id"], "kind": s.event.data["kind"],
-                 "amount": signed_amount(s.event), "balance_after": s.event.data["balance_after"],
-                 "reason": _reason(s.event.data), "job_id": s.event.data.get("job_id"),
-                 "attempt": s.event.data.get("attempt"), "payment_id": s.event.data.get("payment_id"),
-                 "occurred_at": s.event.occurred_at} for s in batch]
+        rows = [_row(s.seq, s.event) for s in batch if isinstance(s.event, LEDGER_EVENTS)]
+        if not rows:
+            return
         await conn.execute(insert_entries, _columns(rows, ENTRY_COLUMNS))
         latest = {r["user_id"]: r for r in rows}  # the last entry per user carries the balance
         await conn.execute(upsert_balances, _columns(list(latest.values()),
@@ -79,6 +77,14 @@ def make(entries: str = "ledger_entries", balances: str = "balances") -> Project
     return Projection(name="ledger", stream="LEDGER", subjects=("ledger.>",), version=1,
                       tables=(entries, balances), apply=apply,
                       ddl=tuple(s.format(entries=entries, balances=balances) for s in DDL))
+
+
+def _row(seq: int, event: LedgerEvent) -> dict:
+    d = event.data
+    return {"seq": seq, "user_id": d.user_id, "kind": str(d.kind), "amount": signed_amount(event),
+            "balance_after": d.balance_after, "reason": _reason(event), "job_id": getattr(d, "job_id", None),
+            "attempt": getattr(d, "attempt", None), "payment_id": getattr(d, "payment_id", None),
+            "occurred_at": event.occurred_at}
 
 
 def _columns(rows: list[dict], names: tuple[str, ...]) -> dict[str, list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from genrail_events.users import UserRegistered
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genrail_eventlog.store import Stored
@@ -42,15 +43,15 @@ def make(users: str = "users", api_keys: str = "api_keys") -> Projection:
     insert_keys = sa.text(_INSERT_KEYS.format(api_keys=api_keys))
 
     async def apply(conn: AsyncConnection, batch: Sequence[Stored]) -> None:
-        registered = [s.event for s in batch if s.event.type == "user.registered"]
+        registered = [s.event.data for s in batch if isinstance(s.event, UserRegistered)]
         if not registered:
             return
-        at = [e.occurred_at for e in registered]
-        await conn.execute(insert_users, {"user_id": [e.data["user_id"] for e in registered],
-                                          "email": [e.data["email"] for e in registered], "at": at})
-        await conn.execute(insert_keys, {"key_hash": [e.data["key_hash"] for e in registered],
-                                         "user_id": [e.data["user_id"] for e in registered],
-                                         "key_prefix": [e.data["key_prefix"] for e in registered], "at": at})
+        at = [s.event.occurred_at for s in batch if isinstance(s.event, UserRegistered)]
+        await conn.execute(insert_users, {"user_id": [d.user_id for d in registered],
+                                          "email": [d.email for d in registered], "at": at})
+        await conn.execute(insert_keys, {"key_hash": [d.key_hash for d in registered],
+                                         "user_id": [d.user_id for d in registered],
+                                         "key_prefix": [d.key_prefix for d in registered], "at": at})
 
     return Projection(name="users", stream="USERS", subjects=("user.>",), version=1, tables=(users, api_keys),
                       apply=apply, ddl=tuple(s.format(users=users, api_keys=api_keys) for s in DDL))

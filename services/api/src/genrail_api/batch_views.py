@@ -25,8 +25,8 @@ async def _batch_row(db: AsyncConnection, log: EventStore, batch_id: str) -> dic
     if stored is None:
         return None
     d = stored.event.data
-    return {"id": d["batch_id"], "user_id": d["user_id"], "prompt": d["prompt"], "image_keys": d["image_keys"],
-            "job_ids": d["job_ids"], "cost_per_image": d["cost_per_image"], "created_at": stored.event.occurred_at}
+    return {"id": d.batch_id, "user_id": d.user_id, "prompt": d.prompt, "image_keys": d.image_keys,
+            "job_ids": d.job_ids, "cost_per_image": d.cost_per_image, "created_at": stored.event.occurred_at}
 
 
 async def batch_view(db: AsyncConnection, log: EventStore, storage: Storage, settings: ApiSettings,

@@ -45,7 +45,7 @@ async def register_user(store: EventStore, email: str, *, wait_s: float) -> Regi
     while time.monotonic() < deadline and not await store.exists(subjects.ledger(user_id, "granted", "signup")):
         await asyncio.sleep(0.01)
     account, _ = await load_account(store, user_id)
-    return Registration(user_id, event.data["email"], api_key, account.balance, appended.seq)
+    return Registration(user_id, event.data.email, api_key, account.balance, appended.seq)
 
 
 async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, job_input: dict[str, Any],
@@ -57,7 +57,7 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         existing, _ = await load_job(store, job_id)
         if existing is not None:
             return existing, False
-    request = {"type": str(job_type), "input": job_input, "cost": cost, "batch_id": None}
+    request = ledger.JobRequest(type=job_type, input=job_input, cost=cost)
     debit_subject = subjects.ledger(user_id, "debited", job_id, "1")
     charged = await append_to_account(
         store, user_id, lambda account: ledger.decide_debit(account, job_id, 1, cost, request),
@@ -112,8 +112,8 @@ async def retry_job(store: EventStore, job_id: str, *, requested_by: str) -> job
                                                      "user_id": job.user_id})
         raise jobs.InvalidTransition(job.id, job.status, jobs.JobStatus.pending)
     attempt = job.attempt + 1
-    request = {"type": str(job.type), "input": job.input, "cost": job.cost, "batch_id": job.batch_id,
-               "requested_by": requested_by}
+    request = ledger.JobRequest(type=job.type, input=job.input, cost=job.cost, batch_id=job.batch_id,
+                                requested_by=requested_by)
     await append_to_account(
         store, job.user_id, lambda account: ledger.decide_debit(account, job.id, attempt, job.cost, request),
         unique_subject=subjects.ledger(job.user_id, "debited", job.id, str(attempt)))
@@ -159,16 +159,15 @@ async def adjust_credits(store: EventStore, user_id: str, amount: int, reason: s
         store, user_id, lambda account: ledger.decide_adjustment(account, adjustment_id, amount, reason),
         unique_subject=subject)
     stored = await store.last(subject)
-    assert stored is not None
+    assert stored is not None and isinstance(stored.event, ledger.CreditsAdjusted)
     d = stored.event.data
-    if appended is None and (int(d["amount"]), d["reason"]) != (amount, reason):
+    if appended is None and (d.amount, d.reason) != (amount, reason):
         raise IdempotencyKeyReused(f"idempotency_key {idempotency_key!r} already applied an adjustment of "
-                                   f"{d['amount']} ({d['reason']!r})")
+                                   f"{d.amount} ({d.reason!r})")
     if appended is not None:
         log_event(log, "credits.adjusted", user_id=user_id, amount=amount, reason=reason,
                   adjustment_id=adjustment_id)
-    return Adjustment(adjustment_id, user_id, int(d["amount"]), d["reason"], int(d["balance_after"]),
-                      replayed=appended is None)
+    return Adjustment(adjustment_id, user_id, d.amount, d.reason, d.balance_after, replayed=appended is None)
 
 
 async def create_batch(store: EventStore, user_id: str, prompt: str, image_keys: list[str], cost_per_image: int,
@@ -180,10 +179,10 @@ async def create_batch(store: EventStore, user_id: str, prompt: str, image_keys:
         return batch_id, False
     request = batch_request(batch_id, prompt, image_keys, cost_per_image)
     await append_to_account(
-        store, user_id, lambda account: ledger.decide_debit(account, batch_id, 1, request["cost"], request),
+        store, user_id, lambda account: ledger.decide_debit(account, batch_id, 1, request.cost, request),
         unique_subject=subjects.ledger(user_id, "debited", batch_id, "1") if idempotency_key is not None else None)
     created = await create_batch_records(store, user_id, request)
     if created:
         log_event(log, "batch.created", batch_id=batch_id, user_id=user_id, images=len(image_keys),
-                  cost=request["cost"])
+                  cost=request.cost)
     return batch_id, created

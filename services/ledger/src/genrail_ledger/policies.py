@@ -4,25 +4,25 @@ entry already on that subject means the policy already ran."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import TypeVar
 
 from genrail_events import batches, jobs, ledger, subjects
-from genrail_events.envelope import Event, utcnow
+from genrail_events.envelope import utcnow
+from genrail_events.payments import PaymentRecorded, ReversalRecorded
+from genrail_events.users import UserRegistered
 from genrail_commands.accounts import append_to_account, load_account
 from genrail_commands.batches import create_batch_records
 from genrail_eventlog.consumers import Defer, Retry
 from genrail_eventlog.store import EventStore, retry_on_conflict
 from genrail_commands.jobs import append_job_created, append_job_event, load_job
 from genrail_runtime.logs import event as log_event
-from genrail_events.payments import PaymentReversed, PaymentSucceeded, resolve_reversal
+from genrail_events.payments import resolve_reversal
 
 log = logging.getLogger("genrail.ledger")
 
 
-async def grant_signup_credits(store: EventStore, registered: Event, amount: int) -> None:
-    user_id = registered.data["user_id"]
+async def grant_signup_credits(store: EventStore, registered: UserRegistered, amount: int) -> None:
+    user_id = registered.data.user_id
     appended = await append_to_account(
         store, user_id, lambda account: ledger.decide_grant(account, amount, "signup", "signup"),
         unique_subject=subjects.ledger(user_id, "granted", "signup"))
@@ -30,32 +30,30 @@ async def grant_signup_credits(store: EventStore, registered: Event, amount: int
         log_event(log, "credits.granted", user_id=user_id, amount=amount, reason="signup")
 
 
-async def refund_ended_attempt(store: EventStore, transitioned: Event) -> None:
+async def refund_ended_attempt(store: EventStore, transitioned: jobs.JobTransitioned) -> None:
     d = transitioned.data
-    if d["to"] not in jobs.REFUNDED_STATUSES:
+    if d.to not in jobs.REFUNDED_STATUSES:
         return
-    user_id, job_id, attempt = d["user_id"], d["job_id"], int(d["attempt"])
     appended = await append_to_account(
-        store, user_id,
-        lambda account: ledger.decide_refund(account, job_id, attempt, int(d["cost"]), f"job {d['to']}"),
-        unique_subject=subjects.ledger(user_id, "refunded", job_id, str(attempt)))
+        store, d.user_id, lambda account: ledger.decide_refund(account, d.job_id, d.attempt, d.cost, f"job {d.to}"),
+        unique_subject=subjects.ledger(d.user_id, "refunded", d.job_id, str(d.attempt)))
     if appended:
-        log_event(log, "credits.refunded", user_id=user_id, job_id=job_id, attempt=attempt, amount=d["cost"],
-                  reason=d["to"])
+        log_event(log, "credits.refunded", user_id=d.user_id, job_id=d.job_id, attempt=d.attempt, amount=d.cost,
+                  reason=str(d.to))
 
 
-async def _created_already(store: EventStore, debit: dict) -> bool:
+async def _created_already(store: EventStore, debit: ledger.DebitedData) -> bool:
     """Did the API finish what this debit paid for (the job, the retry, or the batch)?"""
-    request = debit["job"]
-    if "image_keys" in request:
-        return await store.exists(batches.created_subject(request["batch_id"]))
-    if int(debit["attempt"]) == 1:
-        return await store.exists(jobs.created_subject(debit["job_id"]))
-    retried = await store.last(subjects.job("retried", debit["job_id"]))
-    return retried is not None and retried.event.data["attempt"] >= int(debit["attempt"])
+    if isinstance(debit.job, ledger.BatchRequest):
+        return await store.exists(batches.created_subject(debit.job.batch_id))
+    if debit.attempt == 1:
+        return await store.exists(jobs.created_subject(debit.job_id))
+    retried = await store.last(subjects.job("retried", debit.job_id))
+    return (retried is not None and isinstance(retried.event, jobs.JobRetried)
+            and retried.event.data.attempt >= debit.attempt)
 
 
-async def create_job_from_debit(store: EventStore, debited: Event, *, grace_s: float = 0.0) -> None:
+async def create_job_from_debit(store: EventStore, debited: ledger.CreditsDebited, *, grace_s: float = 0.0) -> None:
     """The debit is the authoritative 'charge and create': if the API died between the two
     appends, the job is created here from the request the debit carries. A debit younger
     than `grace_s` is looked at again later: the API normally finishes its own work first."""
@@ -65,39 +63,38 @@ async def create_job_from_debit(store: EventStore, debited: Event, *, grace_s: f
     age_s = (utcnow() - debited.occurred_at).total_seconds()
     if age_s < grace_s:
         raise Defer(grace_s - age_s)
-    if int(d["attempt"]) != 1:
+    if d.attempt != 1:
         await retry_job_from_debit(store, debited)  # a retry's debit belongs to a job that exists already
         return
-    request = d["job"]
-    if "image_keys" in request:  # a batch's debit: the batch and its image jobs
-        if await create_batch_records(store, d["user_id"], request):
-            log_event(log, "batch.created", batch_id=request["batch_id"], user_id=d["user_id"],
-                      recovered_from_debit=True)
+    request = d.job
+    if isinstance(request, ledger.BatchRequest):  # a batch's debit: the batch and its image jobs
+        if await create_batch_records(store, d.user_id, request):
+            log_event(log, "batch.created", batch_id=request.batch_id, user_id=d.user_id, recovered_from_debit=True)
         return
-    created = jobs.job_created(d["job_id"], d["user_id"], jobs.JobType(request["type"]), int(request["cost"]),
-                               request["input"], batch_id=request.get("batch_id"))
+    created = jobs.job_created(d.job_id, d.user_id, request.type, request.cost, request.input,
+                               batch_id=request.batch_id)
     if not await append_job_created(store, created):
         return  # the API created it, as it normally does
-    log_event(log, "job.created", job_id=d["job_id"], user_id=d["user_id"], type=request["type"],
+    log_event(log, "job.created", job_id=d.job_id, user_id=d.user_id, type=str(request.type),
               recovered_from_debit=True)
 
 
-async def retry_job_from_debit(store: EventStore, debited: Event) -> None:
+async def retry_job_from_debit(store: EventStore, debited: ledger.CreditsDebited) -> None:
     """A retry's debit is the authoritative 'charge and retry': if the API died between the
     debit and `job.retried`, the job is retried here. When the job is already at that
     attempt (the API appended it, as it normally does), nothing happens."""
     d = debited.data
-    attempt = int(d["attempt"])
+    attempt = d.attempt
 
     async def once() -> None:
-        job, seq = await load_job(store, d["job_id"])
+        job, seq = await load_job(store, d.job_id)
         if job is None or job.attempt >= attempt:
             return
         if job.attempt != attempt - 1 or job.status not in jobs.RETRYABLE_STATUSES:
             log.error("job.retry_unrecoverable", extra={"job_id": job.id, "attempt": attempt,
                                                         "status": str(job.status), "job_attempt": job.attempt})
             return
-        requested_by = str(d["job"].get("requested_by") or "recovered from debit")
+        requested_by = getattr(d.job, "requested_by", None) or "recovered from debit"
         await append_job_event(store, job, seq, jobs.decide_retry(job, requested_by=requested_by))
         log_event(log, "job.retried", job_id=job.id, user_id=job.user_id, attempt=attempt,
                   recovered_from_debit=True)
@@ -107,16 +104,8 @@ async def retry_job_from_debit(store: EventStore, debited: Event) -> None:
 
 # --- payments -----------------------------------------------------------------------
 
-_Payment = TypeVar("_Payment", PaymentSucceeded, PaymentReversed)
-
-
-def payment_from_event(cls: type[_Payment], event: Event) -> _Payment:
-    """`payment.succeeded` and `payment.reversed` carry the interpreted Stripe event as data."""
-    return cls(**{f.name: event.data[f.name] for f in dataclasses.fields(cls)})
-
-
-async def credit_purchase(store: EventStore, succeeded: Event) -> None:
-    purchase = payment_from_event(PaymentSucceeded, succeeded)
+async def credit_purchase(store: EventStore, succeeded: PaymentRecorded) -> None:
+    purchase = succeeded.data
     appended = await append_to_account(
         store, purchase.user_id,
         lambda account: ledger.decide_purchase(account, purchase.payment_id, purchase.credits, purchase.pack),
@@ -126,16 +115,16 @@ async def credit_purchase(store: EventStore, succeeded: Event) -> None:
                   amount=purchase.credits, pack=purchase.pack)
 
 
-async def reverse_payment(store: EventStore, reversed_event: Event) -> None:
+async def reverse_payment(store: EventStore, reversed_event: ReversalRecorded) -> None:
     """Take back what a refund or a lost dispute reverses of a purchase. The purchase on the
     log is the authority for the user and the credits (a dispute names neither); until the
     purchase is credited, the reversal waits (Retry), so it is never lost nor applied early.
     Totals are cumulative: only what is due beyond earlier reversals is taken back."""
-    reversal = payment_from_event(PaymentReversed, reversed_event)
+    reversal = reversed_event.data
     recorded = await store.last(subjects.payment("succeeded", reversal.payment_id))
-    if recorded is None:
+    if recorded is None or not isinstance(recorded.event, PaymentRecorded):
         raise Retry(f"payment {reversal.payment_id}: {reversal.reason} received before its purchase")
-    purchase = payment_from_event(PaymentSucceeded, recorded.event)
+    purchase = recorded.event.data
     resolved = resolve_reversal(reversal, purchase)  # ValueError (to the DLQ) if the users differ
     user_id, total = purchase.user_id, int(resolved.credits or 0)
     if not await store.exists(subjects.ledger(user_id, "purchased", purchase.payment_id)):
@@ -145,8 +134,8 @@ async def reverse_payment(store: EventStore, reversed_event: Event) -> None:
     async def attempt() -> ledger.Entry | None:
         # The account is read first: a reversal appended after this read conflicts on append.
         account, seq = await load_account(store, user_id)
-        prior = [(str(s.event.data["reason"]), int(s.event.data["amount"]))
-                 for s in await store.read(prior_filter)]
+        prior = [(s.event.data.reason, s.event.data.amount) for s in await store.read(prior_filter)
+                 if isinstance(s.event, ledger.CreditsReversed)]
         entry = ledger.decide_payment_reversal(account, purchase.payment_id, purchase.credits, prior,
                                                reversal.reason, total)
         if entry is not None:
@@ -157,5 +146,5 @@ async def reverse_payment(store: EventStore, reversed_event: Event) -> None:
     entry = await retry_on_conflict(attempt)
     if entry is not None:
         log_event(log, "credits.reversed", user_id=user_id, payment_id=purchase.payment_id,
-                  amount=entry.event.data["amount"], reason=reversal.reason,
-                  balance_after=entry.event.data["balance_after"], stripe_event_id=reversal.stripe_event_id)
+                  amount=entry.event.data.amount, reason=reversal.reason,
+                  balance_after=entry.event.data.balance_after, stripe_event_id=reversal.stripe_event_id)

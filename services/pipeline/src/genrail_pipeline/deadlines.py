@@ -17,7 +17,7 @@ from genrail_readmodels import jobs as jobs_table
 from genrail_eventlog.store import EventStore
 from genrail_commands.jobs import in_job_trace, load_job, transition
 from genrail_runtime.logs import event as log_event
-from genrail_commands.predictions import FAILED, OutputDownloadFailed, apply_prediction
+from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction
 from genrail_pipeline.clients.errors import ProviderError
 from genrail_storage.store import Storage
 
@@ -53,8 +53,8 @@ class DeadlineSweeper:
         if overdue < 0:
             return
         if job.prediction_id:
-            prediction = await self.providers.replicate.get_prediction(job.prediction_id)
-            if prediction.get("status") == "succeeded" or prediction.get("status") in FAILED:
+            prediction = Prediction.from_object(await self.providers.replicate.get_prediction(job.prediction_id))
+            if prediction.finished:
                 await apply_prediction(self.store, self.storage, self.providers.http, job.id, job.attempt,
                                        prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60)
                 return
@@ -78,11 +78,11 @@ class DeadlineSweeper:
                 pass
 
 
-async def cancel_at_provider(store: EventStore, providers: Providers, transitioned_data: dict) -> None:
+async def cancel_at_provider(store: EventStore, providers: Providers, transitioned: jobs.JobTransitionedData) -> None:
     """A canceled async job's prediction is canceled at the provider, so the work really stops."""
-    if transitioned_data.get("to") != S.canceled or transitioned_data.get("type") not in jobs.ASYNC_TYPES:
+    if transitioned.to is not S.canceled or transitioned.type not in jobs.ASYNC_TYPES:
         return
-    job, _ = await load_job(store, transitioned_data["job_id"])
+    job, _ = await load_job(store, transitioned.job_id)
     if job is None or not job.prediction_id:
         return
     try:

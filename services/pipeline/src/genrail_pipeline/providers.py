@@ -12,6 +12,7 @@ from genrail_pipeline.clients.openai_chat import OpenAIChatClient
 from genrail_pipeline.clients.openai_images import OpenAIImagesClient
 from genrail_pipeline.clients.replicate import ReplicateClient
 from genrail_pipeline.clients.scrape import scrape
+from genrail_commands.predictions import callback_url
 from genrail_storage.store import Storage
 
 from .settings import PipelineSettings
@@ -32,8 +33,7 @@ class Providers:
         """Start an async job at Replicate; the result comes back to our signed webhook,
         whose URL names the job and attempt so it finds the job even before we record
         the prediction id."""
-        webhook = (f"{self.settings.webhooks_public_url.rstrip('/')}/webhooks/replicate"
-                   f"?job_id={job.id}&attempt={job.attempt}")
+        webhook = callback_url(self.settings.webhooks_public_url, job.id, job.attempt)
         return await self.replicate.create_prediction(
             self.settings.replicate_model(job.type.value), job.input, webhook=webhook,
             webhook_events_filter=("start", "completed"))

@@ -31,14 +31,14 @@ class Worker:
     def __init__(self, store: EventStore, providers: Providers, settings: PipelineSettings, limiter: Limiter):
         self.store, self.providers, self.settings, self.limiter = store, providers, settings, limiter
 
-    async def handle(self, event: Event, stream_seq: int, num_delivered: int) -> None:
-        if event.type == "job.created" and num_delivered == 1:
+    async def handle(self, event: jobs.JobCreated | jobs.JobRetried, stream_seq: int, num_delivered: int) -> None:
+        if isinstance(event, jobs.JobCreated) and num_delivered == 1:
             # First delivery: the message is the job's whole history so far. If anything was
             # appended since (a cancel), the append below conflicts and reloads from the log.
             job, seq = jobs.evolve(None, event), stream_seq
         else:
             job, seq = await load_job(self.store, event.aggregate_id)
-        if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.get("attempt", 1):
+        if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.attempt:
             return  # already done, canceled, or a message of an earlier attempt
         if not self.limiter.try_acquire(job.user_id, job.type.value):
             await self._wait_in_queue(job, seq)
@@ -88,12 +88,12 @@ class Worker:
         except ConcurrencyConflict:
             raise Retry(error, exc.retry_after_s) from exc  # the job moved (a cancel): look again
         log_event(log, "job.provider_failed", job_id=job.id, user_id=job.user_id, type=str(job.type),
-                  attempt=job.attempt, failures=failed.data["failures"], error=error)
-        if failed.data["failures"] >= self.settings.pipeline_provider_attempts:
+                  attempt=job.attempt, failures=failed.data.failures, error=error)
+        if failed.data.failures >= self.settings.pipeline_provider_attempts:
             await self.fail(job.id, error)
             raise DeadLetter(error) from exc
         raise Retry(error, exc.retry_after_s if exc.retry_after_s is not None
-                    else backoff_s(failed.data["failures"])) from exc
+                    else backoff_s(failed.data.failures)) from exc
 
     async def _submit(self, job: jobs.Job, seq: int) -> None:
         """Async types: start a prediction and record its id with `processing`. A crash

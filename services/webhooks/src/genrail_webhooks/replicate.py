@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from genrail_runtime import metrics, webhook_signing
 from genrail_commands.jobs import in_job_trace
-from genrail_commands.predictions import OutputDownloadFailed, apply_prediction
+from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction
 
 log = logging.getLogger("genrail.webhooks")
 router = APIRouter(tags=["providers"])
@@ -45,13 +45,12 @@ async def replicate_callback(request: Request,
         metrics.get().webhook_verification_failed("replicate")
         return JSONResponse({"detail": str(exc)}, status_code=401)
     try:
-        prediction = json.loads(body)
-        assert isinstance(prediction, dict) and "status" in prediction
+        prediction = Prediction.from_object(json.loads(body))
         job_id = str(uuid.UUID(job_id)) if job_id else None
-    except (ValueError, AssertionError):
+    except ValueError:
         return JSONResponse({"detail": "body is not a prediction object, or job_id is not a UUID"}, status_code=400)
     if job_id is None:
-        log.warning("webhook.unknown_prediction", extra={"prediction_id": prediction.get("id"), "webhook_id": webhook_id})
+        log.warning("webhook.unknown_prediction", extra={"prediction_id": prediction.id, "webhook_id": webhook_id})
         return JSONResponse({"status": "ignored", "reason": "no job for this prediction"})
     # Concurrent deliveries of one webhook wait for the first instead of downloading again.
     lock = _in_flight.setdefault(webhook_id, asyncio.Lock())
@@ -66,7 +65,7 @@ async def replicate_callback(request: Request,
     finally:
         if not lock.locked():
             _in_flight.pop(webhook_id, None)
-    log.info("webhook.applied", extra={"job_id": job_id, "prediction_id": prediction.get("id"),
-                                       "status": prediction.get("status"), "outcome": outcome,
+    log.info("webhook.applied", extra={"job_id": job_id, "prediction_id": prediction.id,
+                                       "status": prediction.status, "outcome": outcome,
                                        "webhook_id": webhook_id})
     return JSONResponse({"status": "ok", "outcome": outcome})

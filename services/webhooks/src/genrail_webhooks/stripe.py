@@ -13,7 +13,6 @@ answered 200 at once, so Stripe stops sending them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import Literal
 
@@ -23,13 +22,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from genrail_events import subjects
-from genrail_events.envelope import Event
+from genrail_events.payments import PaymentRecorded, PaymentReversed, PaymentSucceeded, ReversalRecorded
 from genrail_runtime import metrics
 from genrail_eventlog.store import EventStore
 from genrail_runtime.logs import event as log_event
 from genrail_webhooks.stripe_events import (
-    PaymentReversed,
-    PaymentSucceeded,
     StripeEventMalformed,
     StripeSignatureInvalid,
     StripeWebhookRejected,
@@ -58,21 +55,20 @@ def _error(status_code: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
-def recorded_as(payment: PaymentSucceeded | PaymentReversed) -> tuple[str, Event, str]:
+def recorded_as(payment: PaymentSucceeded | PaymentReversed) -> tuple[str, PaymentRecorded | ReversalRecorded, str]:
     """The subject, the event and its message id for an interpreted Stripe event.
     StripeEventMalformed when an id would not make a valid subject token."""
     try:
         if isinstance(payment, PaymentSucceeded):
             subjects.token(payment.user_id)  # becomes part of the ledger's subjects
             subject = subjects.payment("succeeded", payment.payment_id)
-            kind = "succeeded"
+            event: PaymentRecorded | ReversalRecorded = PaymentRecorded(aggregate_id=payment.payment_id, data=payment)
         else:
             event_token = subjects.token(payment.stripe_event_id)
             subject = f"{subjects.payment('reversed', payment.payment_id)}.{event_token}"
-            kind = "reversed"
+            event = ReversalRecorded(aggregate_id=payment.payment_id, data=payment)
     except ValueError as exc:
         raise StripeEventMalformed(f"event {payment.stripe_event_id}: {exc}") from exc
-    event = Event(type=f"payment.{kind}", aggregate_id=payment.payment_id, data=dataclasses.asdict(payment))
     return subject, event, subject.replace(".", ":")
 
 

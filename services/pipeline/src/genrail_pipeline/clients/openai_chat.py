@@ -10,7 +10,6 @@ and the pipeline's queue does the waiting (honouring `retry_after_s`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
