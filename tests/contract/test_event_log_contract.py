@@ -1,4 +1,4 @@
-"""One contract for every event log, run here against JetStream.
+"""One contract for every event log, run against the in-memory log and against JetStream.
 
 `EventLogContract` holds the cases; each subclass gives it a `log` and a way to let the
 duplicate window pass. JetStream runs on an embedded nats-server of this module's own, with
@@ -21,6 +21,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from genrail_cli.embedded import EmbeddedNats, free_port
 from genrail_events.envelope import Event
 from genrail_eventlog.log import EventLog
+from genrail_eventlog.memory import InMemoryEventLog
 from genrail_eventlog.store import (
     EXPECTED_LAST_SUBJECT_SEQ,
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
@@ -270,6 +271,54 @@ class EventLogContract:
         history = await log.read(account)
         assert [s.event.data["balance_after"] for s in history] == list(range(1, 51))
         assert attempts > 50, "no append ever conflicted, so nothing was retried"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TestInMemoryEventLog(EventLogContract):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def log(self, clock: FakeClock) -> InMemoryEventLog:
+        return InMemoryEventLog(duplicate_window_s=DUPLICATE_WINDOW_S, clock=clock)
+
+    @pytest.fixture
+    def pass_duplicate_window(self, clock: FakeClock) -> PassWindow:
+        async def advance() -> None:
+            clock.advance(DUPLICATE_WINDOW_S)
+        return advance
+
+    async def test_each_stream_counts_its_own_sequence_from_one(self, log: InMemoryEventLog) -> None:
+        assert (await log.append("job.created.a", counted("a"))).seq == 1
+        assert (await log.append("user.registered.u", counted("u"))).seq == 1
+        assert (await log.append("job.created.b", counted("b"))).seq == 2
+
+    async def test_events_lists_every_stream_in_the_order_appended(self, log: InMemoryEventLog) -> None:
+        for subject in ("job.created.a", "user.registered.u", "job.transitioned.a"):
+            await log.append(subject, counted("x"))
+        assert [s.subject for s in log.events()] == \
+            ["job.created.a", "user.registered.u", "job.transitioned.a"]
+        assert [s.subject for s in log.events("job.*.a")] == ["job.created.a", "job.transitioned.a"]
+
+    async def test_a_message_id_is_a_duplicate_until_the_window_has_passed(
+            self, log: InMemoryEventLog, clock: FakeClock) -> None:
+        first = await log.append("job.created.a", counted("a"), msg_id="m")
+        clock.advance(DUPLICATE_WINDOW_S - 0.25)
+        again = await log.append("job.created.a", counted("a"), msg_id="m")
+        clock.advance(0.25)
+        past_window = await log.append("job.created.a", counted("a"), msg_id="m")
+        assert (again, past_window) == (Appended(first.seq, duplicate=True), Appended(2, duplicate=False))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 JetStream checks an append's expectation itself: it refuses the message (err_code 10071)
 when the last sequence on the expected subject filter is not the one named. The headers
-and the shared operations are in `log.py`.
+and the shared operations are in `log.py`; `memory.py` is this store's in-memory twin.
 """
 
 from __future__ import annotations
