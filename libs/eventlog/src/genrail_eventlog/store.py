@@ -1,18 +1,13 @@
-"""The log: appends with optimistic concurrency and reads, on JetStream.
+"""The log on JetStream: appends with optimistic concurrency, and reads.
 
-Every write names the subject filter whose last sequence it expects; JetStream refuses the
-append (err_code 10071) when something else was appended there first, and the caller
-re-reads and decides again. That is the whole concurrency story: no locks anywhere.
+JetStream checks an append's expectation itself: it refuses the message (err_code 10071)
+when the last sequence on the expected subject filter is not the one named. The headers
+and the shared operations are in `log.py`; `memory.py` is this store's in-memory twin.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -23,40 +18,29 @@ from nats.js.errors import APIError, NotFoundError
 from genrail_events import streams
 from genrail_events.envelope import Event
 
-from . import tracing
+from .log import (
+    EXPECTED_LAST_SUBJECT_SEQ,
+    EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
+    MSG_ID,
+    Appended,
+    ConcurrencyConflict,
+    EventLog,
+    Stored,
+    conflict,
+    dumps,
+    retry_on_conflict,
+    stream_for,
+)
+
+__all__ = [
+    "EXPECTED_LAST_SUBJECT_SEQ", "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT", "MSG_ID", "WRONG_LAST_SEQUENCE",
+    "Appended", "ConcurrencyConflict", "EventLog", "EventStore", "Stored",
+    "connect", "dumps", "ensure_streams", "retry_on_conflict", "stream_for",
+]
 
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
-EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-MSG_ID = "Nats-Msg-Id"
-
-
-class ConcurrencyConflict(Exception):
-    """Something was appended to the expected subject filter first: re-read and decide again."""
-
-
-@dataclass(frozen=True)
-class Stored:
-    seq: int
-    subject: str
-    event: Event
-    headers: Mapping[str, str] = field(default_factory=dict, compare=False)  # filled by `last`
-
-
-@dataclass(frozen=True)
-class Appended:
-    seq: int
-    duplicate: bool
-
-
-def stream_for(subject: str) -> str:
-    prefix = subject.split(".", 1)[0]
-    for spec in streams.ALL:
-        if any(s.split(".", 1)[0] == prefix for s in spec.subjects):
-            return spec.name
-    raise ValueError(f"no stream holds subject {subject!r}")
 
 
 async def connect(url: str, name: str) -> NATS:
@@ -81,44 +65,19 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int = 1, duplicate_w
             await js.update_stream(config)
 
 
-class EventStore:
+class EventStore(EventLog):
     def __init__(self, nc: NATS, js: JetStreamContext | None = None, timeout_s: float = 5.0):
         self.nc = nc
         self.js = js or nc.jetstream(timeout=timeout_s)
 
-    async def append(self, subject: str, event: Event, *, msg_id: str | None = None,
-                     expect_last_seq: int | None = None, expect_filter: str | None = None) -> Appended:
-        """Append one event. With `expect_last_seq`, the append only happens if the last
-        message on `expect_filter` (default: `subject`) has that sequence (0: none yet)."""
-        headers: dict[str, str] = {MSG_ID: msg_id or str(event.id)}
-        if expect_last_seq is not None:
-            headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expect_last_seq)
-            if expect_filter is not None and expect_filter != subject:
-                headers[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = expect_filter
-        body = event.to_bytes()
-        with tracing.publishing(subject, event.type, headers[MSG_ID], len(body),
-                                expected=(ConcurrencyConflict,)) as span:
-            tracing.inject(headers)  # the producer span's context, kept on the log with the event
-            try:
-                ack = await self.js.publish(subject, body, headers=headers)
-            except APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
-                    raise ConcurrencyConflict(
-                        f"{expect_filter or subject}: expected last sequence {expect_last_seq}") from exc
-                raise
-            span.set_attributes({"genrail.stream.seq": ack.seq, "genrail.duplicate": bool(ack.duplicate)})
-        return Appended(ack.seq, bool(ack.duplicate))
-
-    async def append_first(self, subject: str, event: Event, *, msg_id: str,
-                           expect_filter: str | None = None) -> Appended | None:
-        """Append only while nothing is on `expect_filter` (default: `subject`). None when
-        something already is, or when this very message was appended before (same id)."""
+    async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Appended:
         try:
-            appended = await self.append(subject, event, msg_id=msg_id, expect_last_seq=0,
-                                         expect_filter=expect_filter)
-        except ConcurrencyConflict:
-            return None
-        return None if appended.duplicate else appended
+            ack = await self.js.publish(subject, body, headers=headers)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise conflict(subject, headers) from exc
+            raise
+        return Appended(ack.seq, bool(ack.duplicate))
 
     async def last(self, subject_filter: str) -> Stored | None:
         """The last event on a subject filter (wildcards allowed), read from the stream leader."""
@@ -127,18 +86,6 @@ class EventStore:
         except NotFoundError:
             return None
         return Stored(raw.seq, raw.subject, Event.from_bytes(raw.data), dict(raw.headers or {}))
-
-    async def last_seq(self, subject_filter: str) -> int:
-        stored = await self.last(subject_filter)
-        return stored.seq if stored else 0
-
-    async def exists(self, subject: str) -> bool:
-        return await self.last(subject) is not None
-
-    async def read(self, subject_filter: str, *, from_seq: int = 1) -> list[Stored]:
-        """Every event on a (narrow) subject filter, in order: for one aggregate's history."""
-        return [Stored(seq, subject, Event.from_bytes(data))
-                for seq, subject, data in await self.read_raw(subject_filter, from_seq=from_seq)]
 
     async def read_raw(self, subject_filter: str, *, from_seq: int = 1) -> list[tuple[int, str, bytes]]:
         stream = stream_for(subject_filter)
@@ -158,20 +105,3 @@ class EventStore:
         except NotFoundError:
             return None
         return raw.subject, raw.data or b"", dict(raw.headers or {})
-
-
-async def retry_on_conflict(attempt_fn: Any, *, attempts: int = 50) -> Any:
-    """Run load-decide-append until it goes through; conflicts mean someone else wrote first."""
-    for n in range(attempts):
-        try:
-            return await attempt_fn()
-        except ConcurrencyConflict:
-            if n == attempts - 1:
-                raise
-            if n > 3:
-                await asyncio.sleep(0.001 * n)
-    raise AssertionError("unreachable")
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
