@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from genrail_cli.embedded import EmbeddedNats, free_port
-from genrail_events.envelope import Event
+from genrail_events.envelope import Event, UnknownEvent, utcnow
 from genrail_eventlog.log import EventLog
 from genrail_eventlog.memory import InMemoryEventLog
 from genrail_eventlog.store import (
@@ -38,8 +38,10 @@ DUPLICATE_WINDOW_S = 1.0
 PassWindow = Callable[[], Awaitable[None]]
 
 
-def counted(aggregate_id: str, **data: object) -> Event:
-    return Event(type="counter.counted", aggregate_id=aggregate_id, data=data)
+def counted(aggregate_id: str, **data: object) -> UnknownEvent:
+    """An event no service knows: the log stores and returns it whole, whatever its type."""
+    return UnknownEvent(type="counter.counted", id=uuid.uuid4(), occurred_at=utcnow(), aggregate_id=aggregate_id,
+                        data=data)
 
 
 def new_id() -> str:
