@@ -9,11 +9,13 @@ its own and fresh ids, so no test sees another's events.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from genrail_commands.accounts import load_account
@@ -23,6 +25,10 @@ from genrail_events import batches, jobs, ledger, users
 from genrail_events.audit import Logged, Violation, audit
 from genrail_events.envelope import Event
 from genrail_events.jobs import JobStatus, JobType
+from genrail_pipeline.settings import PipelineSettings
+from genrail_storage.store import FileStorage
+
+from .fakes import Cdn
 
 RETRIED = "retried"  # a step of a given job's path: an admin's retry, charged as a new attempt
 Step = JobStatus | tuple[JobStatus, dict[str, Any]] | str
@@ -171,3 +177,29 @@ def log() -> InMemoryEventLog:
 @pytest.fixture
 def given(log: InMemoryEventLog) -> Given:
     return Given(log)
+
+
+@pytest.fixture
+def cdn() -> Cdn:
+    return Cdn()
+
+
+@pytest.fixture
+async def http(cdn: Cdn) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client whose only peer is the fake CDN."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(cdn)) as client:
+        yield client
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FileStorage:
+    return FileStorage(tmp_path / "media")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> PipelineSettings:
+    """The pipeline's settings, every value a test relies on given explicitly."""
+    return PipelineSettings(pipeline_provider_attempts=3, pipeline_defer_s=0.25, pipeline_max_per_user=1,
+                            pipeline_max_image_edits=8, pipeline_max_scrapes=16, deadline_static_ad_s=300,
+                            deadline_ugc_video_s=900, deadline_tts_s=300, max_output_bytes=1_000_000,
+                            webhooks_public_url="http://webhooks.test", storage_url=f"file://{tmp_path / 'media'}")

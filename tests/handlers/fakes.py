@@ -1,6 +1,7 @@
-"""Providers the pipeline can be given in tests: the same methods as `genrail_pipeline.providers.Providers`
-(and, for `replicate`, the calls the pipeline makes on `ReplicateClient` after a submission),
-answering from a script. `test_pipeline_worker` checks that their signatures stay the real ones'."""
+"""Fakes of what lies beyond genrail's own processes: the providers the pipeline calls (the
+same methods as `genrail_pipeline.providers.Providers`, and the calls it makes on
+`ReplicateClient` after a submission, answering from a script; `test_pipeline_worker` checks
+that their signatures stay the real ones'), and the host that serves a provider's outputs."""
 
 from __future__ import annotations
 
@@ -62,3 +63,23 @@ class FakeProviders:
 
     async def run_inline(self, job: Job) -> dict[str, Any]:
         return await self._answer("run_inline", job)
+
+
+CDN = "https://replicate.delivery/xezq"
+FILES = {f"{CDN}/ad.png": (b"\x89PNG a static ad", "image/png"),
+         f"{CDN}/ad-2.webp": (b"RIFF a second one", "image/webp")}
+
+
+class Cdn:
+    """The provider's output host, for `httpx.MockTransport`: serves FILES, 404 for anything
+    else (outputs not there yet, or deleted since), and records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(str(request.url))
+        if (found := FILES.get(str(request.url))) is None:
+            return httpx.Response(404, text="gone")
+        body, content_type = found
+        return httpx.Response(200, content=body, headers={"content-type": content_type})

@@ -28,13 +28,6 @@ COPY = {"headline": "Dry feet, any trail", "body": "Trail boots that keep the ra
 
 
 @pytest.fixture
-def settings(tmp_path) -> PipelineSettings:
-    return PipelineSettings(pipeline_provider_attempts=3, pipeline_defer_s=0.25, pipeline_max_per_user=1,
-                            pipeline_max_image_edits=8, pipeline_max_scrapes=16,
-                            webhooks_public_url="http://webhooks.test", storage_url=f"file://{tmp_path}")
-
-
-@pytest.fixture
 def limiter(settings: PipelineSettings) -> Limiter:
     return Limiter(settings.pipeline_max_per_user, {"image_edit": settings.pipeline_max_image_edits,
                                                     "scrape": settings.pipeline_max_scrapes})

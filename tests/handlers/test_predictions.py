@@ -6,9 +6,6 @@ Outputs are fetched from a fake CDN (httpx.MockTransport) into file storage in t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import httpx
 import pytest
 
 from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction
@@ -16,44 +13,9 @@ from genrail_events import jobs
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
 from genrail_ledger.policies import refund_ended_attempt
-from genrail_storage.store import FileStorage
 
 from .conftest import RETRIED, Given, appended_since, balance, job_on_log, new_id, violations
-
-CDN = "https://replicate.delivery/xezq"
-FILES = {f"{CDN}/ad.png": (b"\x89PNG a static ad", "image/png"),
-         f"{CDN}/ad-2.webp": (b"RIFF a second one", "image/webp")}
-
-
-class Cdn:
-    """The provider's output host: serves FILES, 404 for anything else, and counts requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(str(request.url))
-        if (found := FILES.get(str(request.url))) is None:
-            return httpx.Response(404, text="gone")
-        body, content_type = found
-        return httpx.Response(200, content=body, headers={"content-type": content_type})
-
-
-@pytest.fixture
-def cdn() -> Cdn:
-    return Cdn()
-
-
-@pytest.fixture
-async def http(cdn: Cdn) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(cdn)) as client:
-        yield client
-
-
-@pytest.fixture
-def storage(tmp_path) -> FileStorage:
-    return FileStorage(tmp_path / "media")
-
+from .fakes import CDN, FILES, Cdn
 
 @pytest.fixture
 def apply(log, storage, http):
