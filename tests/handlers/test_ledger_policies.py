@@ -23,7 +23,6 @@ from genrail_ledger.policies import (
     refund_ended_attempt,
     reverse_payment,
 )
-from genrail_webhooks.stripe import recorded_as
 
 from .conftest import RETRIED, Given, appended_since, balance, job_on_log, new_id, violations
 
@@ -271,8 +270,10 @@ def payment_of(user: str, *, credits: int = 100, amount_cents: int = 1000) -> Pa
 
 
 async def given_payment(given: Given, payment: PaymentSucceeded) -> PaymentRecorded:
-    subject, event, msg_id = recorded_as(payment)  # where the webhook receiver records it
-    await given.log.append(subject, event, msg_id=msg_id)
+    """The purchase as the webhook receiver records it (genrail_webhooks.stripe.recorded_as)."""
+    subject = subjects.payment("succeeded", payment.payment_id)
+    event = PaymentRecorded(aggregate_id=payment.payment_id, data=payment)
+    await given.log.append(subject, event, msg_id=subject.replace(".", ":"))
     return event
 
 
