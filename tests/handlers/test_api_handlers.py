@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from genrail_api.handlers import (
+    EmailTaken,
     IdempotencyKeyReused,
     JobNotFound,
     UserNotFound,
@@ -15,17 +16,46 @@ from genrail_api.handlers import (
     cancel_job,
     create_batch,
     create_job,
+    register_user,
     retry_job,
 )
-from genrail_events import batches, jobs, ledger, subjects
+from genrail_events import batches, jobs, ledger, subjects, users
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
 from genrail_events.ledger import BatchRequest, InsufficientCredits, InvalidAmount, JobRequest
-from genrail_ledger.policies import refund_ended_attempt
+from genrail_ledger.policies import grant_signup_credits, refund_ended_attempt
 
 from .conftest import RETRIED, Given, appended_since, balance, job_on_log, new_id, violations
 
 COPY_INPUT = {"product": "trail boots", "audience": "hikers"}
+
+
+# --- register_user ----------------------------------------------------------------------
+
+async def test_register_user_waits_for_the_signup_grant_so_it_can_be_spent_at_once(log) -> None:
+    email = f"{new_id()}@example.com"
+    appended = appended_since(log)
+    registering = asyncio.create_task(register_user(log, email, wait_s=5))
+
+    while not appended.subjects() and not registering.done():
+        await asyncio.sleep(0)
+    await grant_signup_credits(log, appended.one("user.>"), 10)  # the ledger, on user.registered
+    registration = await registering
+
+    assert registration.balance == 10
+    assert appended.subjects() == [users.registered_subject(registration.user_id),
+                                   subjects.ledger(registration.user_id, "granted", "signup")]
+
+
+async def test_an_email_registers_once(log) -> None:
+    email = f"{new_id()}@example.com"
+    first = await register_user(log, email, wait_s=0)
+    appended = appended_since(log)
+
+    with pytest.raises(EmailTaken):
+        await register_user(log, f"  {email.upper()} ", wait_s=0)
+
+    assert appended.subjects() == [] and first.balance == 0
 
 
 # --- create_job -------------------------------------------------------------------------
@@ -329,6 +359,21 @@ async def test_the_same_batch_key_twice_charges_once_and_makes_one_batch(log, gi
     assert (first[0], first[1], again[1]) == (again[0], True, False)
     assert len(appended.subjects(f"ledger.{user}.>")) == 1
     assert len(appended.subjects("batch.>")) == 1 and len(appended.subjects("job.created.>")) == len(IMAGES)
+
+
+async def test_twenty_concurrent_batch_requests_with_one_key_charge_once_and_make_one_batch(log, given: Given) -> None:
+    user = await given.user(credits=100)
+    appended = appended_since(log)
+
+    results = await asyncio.gather(*(create_batch(log, user, "make it pop", IMAGES, 2, "batch-1")
+                                     for _ in range(20)))
+
+    [batch_id] = {batch_id for batch_id, _ in results}
+    assert sum(created for _, created in results) == 1
+    assert appended.subjects(f"ledger.{user}.>") == [subjects.ledger(user, "debited", batch_id, "1")]
+    assert appended.subjects("batch.>") == [batches.created_subject(batch_id)]
+    assert len(appended.subjects("job.created.>")) == len(IMAGES)
+    assert await balance(log, user) == 94
 
 
 @pytest.mark.xfail(strict=True, reason="create_batch returns as soon as batch.created exists, so image jobs that a "
