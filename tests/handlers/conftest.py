@@ -110,13 +110,14 @@ class Given:
         registered = users.user_registered(f"user-{uuid.uuid4().hex}@example.com", users.new_api_key())
         await self.events(registered)
         if credits:
-            await self.entry(registered.aggregate_id, lambda a: ledger.decide_grant(a, credits, "signup", "signup"))
+            await self.entry(registered.aggregate_id,
+                             lambda a: ledger.decide_grant(a, credits, "signup", "signup"))
         return registered.aggregate_id
 
     async def debit(self, user_id: str, job_id: str, attempt: int, request: ledger.Request, *,
                     at: datetime | None = None) -> ledger.CreditsDebited:
-        entry = await self.entry(user_id, lambda a: ledger.decide_debit(a, job_id, attempt, request.cost, request,
-                                                                        now=at))
+        entry = await self.entry(
+            user_id, lambda a: ledger.decide_debit(a, job_id, attempt, request.cost, request, now=at))
         return entry.event
 
     async def job(self, user_id: str, *path: Step, type: JobType = JobType.copy, cost: int = 1,
@@ -143,8 +144,8 @@ class Given:
             job = jobs.evolve(job, event)
             if refunds and step != RETRIED and job.status in jobs.REFUNDED_STATUSES:
                 ended = job
-                await self.entry(user_id, lambda a: ledger.decide_refund(a, ended.id, ended.attempt, ended.cost,
-                                                                         f"job {ended.status}"))
+                await self.entry(user_id, lambda a: ledger.decide_refund(
+                    a, ended.id, ended.attempt, ended.cost, f"job {ended.status}"))
         return job
 
 
@@ -202,4 +203,5 @@ def settings(tmp_path: Path) -> PipelineSettings:
     return PipelineSettings(pipeline_provider_attempts=3, pipeline_defer_s=0.25, pipeline_max_per_user=1,
                             pipeline_max_image_edits=8, pipeline_max_scrapes=16, deadline_static_ad_s=300,
                             deadline_ugc_video_s=900, deadline_tts_s=300, max_output_bytes=1_000_000,
-                            webhooks_public_url="http://webhooks.test", storage_url=f"file://{tmp_path / 'media'}")
+                            webhooks_public_url="http://webhooks.test",
+                            storage_url=f"file://{tmp_path / 'media'}")

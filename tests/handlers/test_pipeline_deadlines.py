@@ -58,8 +58,8 @@ async def sweep_once(sweeper: DeadlineSweeper, *job_ids: str) -> None:
 
 def not_found(prediction_id: str) -> ProviderError:
     """What ReplicateClient raises for a 404."""
-    return ProviderError(f"Replicate GET /predictions/{prediction_id} answered 404: Not found", transient=False,
-                         status_code=404)
+    return ProviderError(f"Replicate GET /predictions/{prediction_id} answered 404: Not found",
+                         transient=False, status_code=404)
 
 
 # --- the provider answers ------------------------------------------------------------------
@@ -75,7 +75,8 @@ async def test_a_job_past_its_deadline_whose_prediction_still_runs_is_canceled_t
 
     assert providers.replicate.canceled == ["pred-1"]
     expired = appended.one(f"job.*.{job.id}")
-    assert (expired.data.to, expired.data.error) == (S.expired, f"no result from the provider within {DEADLINE_S}s")
+    assert expired.data.to is S.expired
+    assert expired.data.error == f"no result from the provider within {DEADLINE_S}s"
     await refund_ended_attempt(log, expired)
     assert await balance(log, user) == 10 and violations(log) == []
 
@@ -90,10 +91,12 @@ async def test_a_job_past_its_deadline_whose_callback_was_lost_completes_from_th
 
     completed = appended.one(f"job.*.{job.id}")
     assert completed.data.to is S.completed and providers.replicate.canceled == []
-    assert [await storage.get(f["key"]) for f in completed.data.output["files"]] == [b for b, _ in FILES.values()]
+    stored = [await storage.get(f["key"]) for f in completed.data.output["files"]]
+    assert stored == [body for body, _ in FILES.values()]
 
 
-async def test_a_job_past_its_deadline_whose_prediction_failed_fails(log, given: Given, sweeper, providers) -> None:
+async def test_a_job_past_its_deadline_whose_prediction_failed_fails(
+        log, given: Given, sweeper, providers) -> None:
     _, job = await static_ad(given, processing("pred-1"))
     providers.replicate.predictions["pred-1"] = {"id": "pred-1", "status": "failed", "error": "out of memory"}
     appended = appended_since(log)
@@ -129,7 +132,8 @@ async def test_a_job_within_its_deadline_is_left_alone(log, given: Given, sweepe
 @pytest.mark.parametrize("path", [(), (S.queued,), (processing("pred-1"), S.completed),
                                   (processing("pred-1"), S.canceled)], ids=["pending", "queued", "completed",
                                                                             "canceled"])
-async def test_a_job_that_is_not_processing_is_left_alone(log, given: Given, sweeper, providers, path) -> None:
+async def test_a_job_that_is_not_processing_is_left_alone(
+        log, given: Given, sweeper, providers, path) -> None:
     _, job = await static_ad(given, *path)
     appended = appended_since(log)
 
@@ -171,9 +175,10 @@ async def test_today_a_prediction_the_provider_does_not_know_leaves_the_job_proc
     assert (await job_on_log(log, job.id)).status is S.processing
 
 
-@pytest.mark.xfail(strict=True, reason="a 404 for the job's prediction is a permanent ProviderError that `check` "
-                                       "raises and `sweep` only logs: the job stays processing and its credits "
-                                       "are never refunded (invariant 3), however many sweeps pass")
+@pytest.mark.xfail(strict=True, reason=(
+    "a 404 for the job's prediction is a permanent ProviderError that `check` raises and `sweep` only "
+    "logs: the job stays processing and its credits are never refunded (invariant 3), however many "
+    "sweeps pass"))
 async def test_a_job_whose_prediction_the_provider_does_not_know_expires_and_is_refunded(
         log, given: Given, sweeper, providers) -> None:
     user, job = await static_ad(given, processing("pred-1"))
@@ -202,9 +207,9 @@ async def test_today_a_succeeded_prediction_whose_outputs_are_gone_leaves_the_jo
     assert (await job_on_log(log, job.id)).status is S.processing
 
 
-@pytest.mark.xfail(strict=True, reason="outputs the provider no longer serves (404) raise OutputDownloadFailed at "
-                                       "every sweep, which only logs it: the job stays processing and its credits "
-                                       "are never refunded")
+@pytest.mark.xfail(strict=True, reason=(
+    "outputs the provider no longer serves (404) raise OutputDownloadFailed at every sweep, which only "
+    "logs it: the job stays processing and its credits are never refunded"))
 async def test_a_succeeded_prediction_whose_outputs_are_gone_does_not_leave_the_job_processing(
         log, given: Given, sweeper, providers) -> None:
     _, job = await static_ad(given, processing("pred-1"))

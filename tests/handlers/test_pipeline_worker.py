@@ -33,9 +33,13 @@ def limiter(settings: PipelineSettings) -> Limiter:
                                                     "scrape": settings.pipeline_max_scrapes})
 
 
-def worker_for(log, settings: PipelineSettings, limiter: Limiter, *answers) -> tuple[Worker, FakeProviders]:
-    providers = FakeProviders(*answers)
-    return Worker(log, providers, settings, limiter), providers
+@pytest.fixture
+def pipeline(log, settings: PipelineSettings, limiter: Limiter):
+    """`pipeline(*answers)`: a worker on the test's log, and the fake providers answering it."""
+    def pipeline(*answers) -> tuple[Worker, FakeProviders]:
+        providers = FakeProviders(*answers)
+        return Worker(log, providers, settings, limiter), providers
+    return pipeline
 
 
 async def deliver(worker: Worker, log, job_id: str, kind: str = "created", *, num_delivered: int = 1) -> None:
@@ -52,16 +56,17 @@ def test_the_fake_providers_keep_the_real_ones_signatures() -> None:
     for name in ("run_inline", "submit_prediction"):
         assert inspect.signature(getattr(FakeProviders, name)) == inspect.signature(getattr(Providers, name))
     for name in ("get_prediction", "cancel_prediction"):
-        assert inspect.signature(getattr(FakeReplicate, name)) == inspect.signature(getattr(ReplicateClient, name))
+        real = inspect.signature(getattr(ReplicateClient, name))
+        assert inspect.signature(getattr(FakeReplicate, name)) == real
 
 
 # --- inline jobs ------------------------------------------------------------------------
 
-async def test_a_copy_job_goes_from_pending_through_processing_to_completed(log, given: Given, settings,
-                                                                           limiter) -> None:
+async def test_a_copy_job_goes_from_pending_through_processing_to_completed(
+        log, given: Given, pipeline, limiter) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.copy)
-    worker, providers = worker_for(log, settings, limiter, COPY)
+    worker, providers = pipeline(COPY)
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)
@@ -73,11 +78,11 @@ async def test_a_copy_job_goes_from_pending_through_processing_to_completed(log,
     assert limiter.try_acquire(user, "copy")  # the user's one slot was given back
 
 
-async def test_a_transient_provider_failure_is_recorded_and_the_message_retried(log, given: Given, settings,
-                                                                               limiter) -> None:
+async def test_a_transient_provider_failure_is_recorded_and_the_message_retried(
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user)
-    worker, _ = worker_for(log, settings, limiter, transient(retry_after_s=7))
+    worker, _ = pipeline(transient(retry_after_s=7))
     appended = appended_since(log)
 
     with pytest.raises(Retry) as retry:
@@ -86,15 +91,16 @@ async def test_a_transient_provider_failure_is_recorded_and_the_message_retried(
     assert retry.value.delay_s == 7  # what the provider asked for
     processing, failure = appended.events()
     assert processing.data.to is S.processing
-    assert isinstance(failure, jobs.JobProviderFailed) and (failure.data.failures, failure.data.attempt) == (1, 1)
+    assert isinstance(failure, jobs.JobProviderFailed)
+    assert (failure.data.failures, failure.data.attempt) == (1, 1)
     assert (await job_on_log(log, job.id)).status is S.processing
 
 
-async def test_the_third_transient_failure_fails_the_job_and_dead_letters_its_message(log, given: Given, settings,
-                                                                                     limiter) -> None:
+async def test_the_third_transient_failure_fails_the_job_and_dead_letters_its_message(
+        log, given: Given, pipeline) -> None:
     user = await given.user(credits=5)
     job = await given.job(user, cost=2)
-    worker, providers = worker_for(log, settings, limiter, transient(), transient(), transient("still 503"))
+    worker, providers = pipeline(transient(), transient(), transient("still 503"))
     appended = appended_since(log)
 
     with pytest.raises(Retry) as first:
@@ -113,10 +119,10 @@ async def test_the_third_transient_failure_fails_the_job_and_dead_letters_its_me
     assert violations(log) == []
 
 
-async def test_a_permanent_provider_failure_fails_the_job_at_once(log, given: Given, settings, limiter) -> None:
+async def test_a_permanent_provider_failure_fails_the_job_at_once(log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user)
-    worker, _ = worker_for(log, settings, limiter, ProviderError("400: bad prompt", transient=False, status_code=400))
+    worker, _ = pipeline(ProviderError("400: bad prompt", transient=False, status_code=400))
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)  # acked: nothing to retry
@@ -125,10 +131,10 @@ async def test_a_permanent_provider_failure_fails_the_job_at_once(log, given: Gi
     assert appended.events()[-1].data.error == "copy provider: 400: bad prompt"
 
 
-async def test_an_image_edit_whose_upload_is_gone_fails_at_once(log, given: Given, settings, limiter) -> None:
+async def test_an_image_edit_whose_upload_is_gone_fails_at_once(log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.image_edit, input={"image_key": "uploads/gone.png"})
-    worker, _ = worker_for(log, settings, limiter, ObjectNotFound("uploads/gone.png"))
+    worker, _ = pipeline(ObjectNotFound("uploads/gone.png"))
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)
@@ -139,11 +145,11 @@ async def test_an_image_edit_whose_upload_is_gone_fails_at_once(log, given: Give
 # --- redeliveries and stale messages ------------------------------------------------------
 
 @pytest.mark.parametrize("num_delivered", [1, 2])
-async def test_a_job_canceled_before_it_runs_is_left_alone(log, given: Given, settings, limiter,
-                                                          num_delivered: int) -> None:
+async def test_a_job_canceled_before_it_runs_is_left_alone(
+        log, given: Given, pipeline, num_delivered: int) -> None:
     user = await given.user()
     job = await given.job(user, S.canceled)
-    worker, providers = worker_for(log, settings, limiter)
+    worker, providers = pipeline()
     appended = appended_since(log)
 
     await deliver(worker, log, job.id, num_delivered=num_delivered)
@@ -151,8 +157,8 @@ async def test_a_job_canceled_before_it_runs_is_left_alone(log, given: Given, se
     assert appended.subjects() == [] and providers.calls == []
 
 
-async def test_a_job_canceled_while_it_runs_stays_canceled_and_its_result_is_dropped(log, given: Given, settings,
-                                                                                    limiter) -> None:
+async def test_a_job_canceled_while_it_runs_stays_canceled_and_its_result_is_dropped(
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user)
 
@@ -160,7 +166,7 @@ async def test_a_job_canceled_while_it_runs_stays_canceled_and_its_result_is_dro
         await given.events(jobs.decide_transition(running, S.canceled, reason="user"))
         return COPY
 
-    worker, _ = worker_for(log, settings, limiter, canceled_meanwhile)
+    worker, _ = pipeline(canceled_meanwhile)
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)
@@ -168,10 +174,10 @@ async def test_a_job_canceled_while_it_runs_stays_canceled_and_its_result_is_dro
     assert [e.data.to for e in appended.events()] == [S.processing, S.canceled]
 
 
-async def test_a_redelivery_of_a_completed_job_appends_nothing(log, given: Given, settings, limiter) -> None:
+async def test_a_redelivery_of_a_completed_job_appends_nothing(log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, S.processing, (S.completed, {"output": COPY}))
-    worker, providers = worker_for(log, settings, limiter)
+    worker, providers = pipeline()
     appended = appended_since(log)
 
     await deliver(worker, log, job.id, num_delivered=2)
@@ -179,10 +185,10 @@ async def test_a_redelivery_of_a_completed_job_appends_nothing(log, given: Given
     assert appended.subjects() == [] and providers.calls == []
 
 
-async def test_a_redelivered_message_of_an_earlier_attempt_is_ignored(log, given: Given, settings, limiter) -> None:
+async def test_a_redelivered_message_of_an_earlier_attempt_is_ignored(log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, S.processing, S.failed, RETRIED)  # pending again, as attempt 2
-    worker, providers = worker_for(log, settings, limiter, COPY)
+    worker, providers = pipeline(COPY)
     appended = appended_since(log)
 
     await deliver(worker, log, job.id, "created", num_delivered=2)  # attempt 1's message
@@ -192,11 +198,11 @@ async def test_a_redelivered_message_of_an_earlier_attempt_is_ignored(log, given
     assert [(e.data.to, e.data.attempt) for e in appended.events()] == [(S.processing, 2), (S.completed, 2)]
 
 
-async def test_a_job_that_was_processing_when_its_worker_died_is_run_again(log, given: Given, settings,
-                                                                          limiter) -> None:
+async def test_a_job_that_was_processing_when_its_worker_died_is_run_again(
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, S.processing)
-    worker, providers = worker_for(log, settings, limiter, COPY)
+    worker, providers = pipeline(COPY)
     appended = appended_since(log)
 
     await deliver(worker, log, job.id, num_delivered=2)
@@ -205,12 +211,12 @@ async def test_a_job_that_was_processing_when_its_worker_died_is_run_again(log, 
     assert len(providers.calls) == 1
 
 
-async def test_a_message_out_of_deliveries_fails_its_job_once_and_never_a_final_one(log, given: Given, settings,
-                                                                                  limiter) -> None:
+async def test_a_message_out_of_deliveries_fails_its_job_once_and_never_a_final_one(
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     running = await given.job(user, S.queued)
     completed = await given.job(user, S.processing, S.completed)
-    worker, _ = worker_for(log, settings, limiter)
+    worker, _ = pipeline()
     appended = appended_since(log)
 
     for job_id in (running.id, running.id, completed.id):
@@ -221,12 +227,12 @@ async def test_a_message_out_of_deliveries_fails_its_job_once_and_never_a_final_
 
 # --- fair sharing -------------------------------------------------------------------------
 
-async def test_no_free_slot_queues_the_job_and_defers_it_without_counting_a_failure(log, given: Given, settings,
-                                                                                   limiter) -> None:
+async def test_no_free_slot_queues_the_job_and_defers_it_without_counting_a_failure(
+        log, given: Given, pipeline, settings, limiter) -> None:
     user = await given.user()
     job = await given.job(user)
     assert limiter.try_acquire(user, "copy")  # the user's one slot is busy with another job
-    worker, providers = worker_for(log, settings, limiter, COPY)
+    worker, providers = pipeline(COPY)
     appended = appended_since(log)
 
     with pytest.raises(Defer) as deferred:
@@ -245,11 +251,10 @@ async def test_no_free_slot_queues_the_job_and_defers_it_without_counting_a_fail
 
 # --- async jobs: a prediction, completed later by its webhook ------------------------------
 
-async def test_an_async_job_records_processing_with_its_prediction_id(log, given: Given, settings,
-                                                                      limiter) -> None:
+async def test_an_async_job_records_processing_with_its_prediction_id(log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.static_ad, cost=3)
-    worker, providers = worker_for(log, settings, limiter, {"id": "pred-1", "status": "starting"})
+    worker, providers = pipeline({"id": "pred-1", "status": "starting"})
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)
@@ -262,10 +267,10 @@ async def test_an_async_job_records_processing_with_its_prediction_id(log, given
 
 
 async def test_a_transient_failure_while_submitting_a_prediction_is_recorded_as_provider_failed(
-        log, given: Given, settings, limiter) -> None:
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.tts, cost=2)
-    worker, _ = worker_for(log, settings, limiter, transient("429: slow down", retry_after_s=2))
+    worker, _ = pipeline(transient("429: slow down", retry_after_s=2))
     appended = appended_since(log)
 
     with pytest.raises(Retry) as retry:
@@ -277,11 +282,11 @@ async def test_a_transient_failure_while_submitting_a_prediction_is_recorded_as_
     assert (await job_on_log(log, job.id)).status is S.pending
 
 
-async def test_a_permanent_failure_while_submitting_a_prediction_fails_the_job(log, given: Given, settings,
-                                                                               limiter) -> None:
+async def test_a_permanent_failure_while_submitting_a_prediction_fails_the_job(
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.ugc_video, cost=5)
-    worker, _ = worker_for(log, settings, limiter, ProviderError("422: no such model", transient=False))
+    worker, _ = pipeline(ProviderError("422: no such model", transient=False))
     appended = appended_since(log)
 
     await deliver(worker, log, job.id)
@@ -289,11 +294,12 @@ async def test_a_permanent_failure_while_submitting_a_prediction_fails_the_job(l
     assert [(e.data.from_status, e.data.to) for e in appended.events()] == [(S.pending, S.failed)]
 
 
-@pytest.mark.xfail(strict=True, reason="a job canceled while its prediction is being submitted never records the "
-                                       "prediction id, so cancel_at_provider cannot find it: the prediction runs "
-                                       "to the end at the provider (cancellation does not stop the work)")
+@pytest.mark.xfail(strict=True, reason=(
+    "a job canceled while its prediction is being submitted never records the prediction id, so "
+    "cancel_at_provider cannot find it: the prediction runs to the end at the provider (the cancellation "
+    "does not stop the work)"))
 async def test_a_prediction_submitted_for_a_job_canceled_meanwhile_is_canceled_at_the_provider(
-        log, given: Given, settings, limiter) -> None:
+        log, given: Given, pipeline) -> None:
     user = await given.user()
     job = await given.job(user, type=JobType.static_ad, cost=3)
 
@@ -301,7 +307,7 @@ async def test_a_prediction_submitted_for_a_job_canceled_meanwhile_is_canceled_a
         await given.events(jobs.decide_transition(submitting, S.canceled, reason="user"))
         return {"id": "pred-1", "status": "starting"}
 
-    worker, providers = worker_for(log, settings, limiter, canceled_meanwhile)
+    worker, providers = pipeline(canceled_meanwhile)
 
     await deliver(worker, log, job.id)
 

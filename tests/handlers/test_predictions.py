@@ -74,7 +74,8 @@ async def test_two_deliveries_of_one_callback_at_once_complete_once(log, given: 
     assert [e.data.to for e in appended.events()] == [S.completed]
 
 
-async def test_a_processing_callback_after_completion_is_late_and_changes_nothing(log, given: Given, apply) -> None:
+async def test_a_processing_callback_after_completion_is_late_and_changes_nothing(
+        log, given: Given, apply) -> None:
     _, job = await static_ad(given, processing("pred-1"))
     await apply(job.id, 1, "succeeded", "pred-1", output=list(FILES))
     appended = appended_since(log)
@@ -95,8 +96,8 @@ async def test_succeeded_before_starting_completes_and_the_late_starting_changes
     assert moves == [(S.pending, S.processing, "pred-1"), (S.processing, S.completed, None)]
 
 
-async def test_a_starting_callback_records_the_prediction_of_a_job_not_yet_marked_processing(log, given: Given,
-                                                                                            apply) -> None:
+async def test_a_starting_callback_records_the_prediction_of_a_job_not_yet_marked_processing(
+        log, given: Given, apply) -> None:
     _, job = await static_ad(given, S.queued)
     appended = appended_since(log)
 
@@ -119,7 +120,8 @@ async def test_a_callback_for_an_earlier_attempt_after_an_admin_retry_is_ignored
 
 async def test_a_callback_for_another_prediction_than_the_jobs_is_ignored(log, given: Given, apply,
                                                                           cdn: Cdn) -> None:
-    _, job = await static_ad(given, processing("pred-1"))  # pred-2: started too, before a crash and a redelivery
+    # The job records pred-1; pred-2 is a second prediction a crash and a redelivery started for it.
+    _, job = await static_ad(given, processing("pred-1"))
     appended = appended_since(log)
 
     outcome = await apply(job.id, 1, "succeeded", "pred-2", output=list(FILES))
