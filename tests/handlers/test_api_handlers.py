@@ -116,6 +116,21 @@ async def test_twenty_concurrent_calls_with_one_key_charge_once_and_make_one_job
     assert violations(log) == []
 
 
+async def test_twenty_concurrent_jobs_against_five_credits_make_five_and_never_overspend(
+        log, given: Given) -> None:
+    user = await given.user(credits=5)
+    appended = appended_since(log)
+
+    results = await asyncio.gather(*(create_job(log, user, JobType.copy, COPY_INPUT, 1, None)
+                                     for _ in range(20)), return_exceptions=True)
+
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 15 and all(isinstance(r, InsufficientCredits) for r in refused)
+    assert len(appended.subjects("job.created.>")) == 5
+    assert [e.data.balance_after for e in appended.events(f"ledger.{user}.>")] == [4, 3, 2, 1, 0]
+    assert violations(log) == []
+
+
 async def test_a_debit_whose_job_was_never_created_is_found_by_the_next_call_with_the_same_key(
         log, given: Given) -> None:
     user = await given.user(credits=5)
@@ -286,6 +301,16 @@ async def test_an_adjustment_with_one_key_is_applied_once(log, given: Given) -> 
     assert appended.subjects() == [subjects.ledger(user, "adjusted", first.adjustment_id)]
     assert (first.replayed, again.replayed) == (False, True)
     assert first.balance_after == again.balance_after == 15 == await balance(log, user)
+
+
+async def test_concurrent_adjustments_with_one_key_apply_once(log, given: Given) -> None:
+    user = await given.user(credits=10)
+    appended = appended_since(log)
+
+    results = await asyncio.gather(*(adjust_credits(log, user, -4, "chargeback", "adj-1") for _ in range(10)))
+
+    assert sum(not r.replayed for r in results) == 1
+    assert len(appended.subjects()) == 1 and await balance(log, user) == 6
 
 
 async def test_an_adjustment_key_reused_for_another_amount_is_refused(log, given: Given) -> None:
