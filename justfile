@@ -16,9 +16,9 @@ up *ARGS:
 test *ARGS:
     {{venv}}/python -m pytest {{ARGS}}
 
-# Unit tests only: the domain and the adapters, no servers
+# Unit and handler tests only: the domain, the adapters and every handler on the in-memory log, no servers
 unit:
-    {{venv}}/python -m pytest libs/events/tests tests/unit -q
+    {{venv}}/python -m pytest libs/events/tests tests/unit tests/handlers -q
 
 # Measure throughput and latency against the raw JetStream rates of the same run
 bench *ARGS:
