@@ -152,3 +152,28 @@ async def test_job_list_pages_newest_first_and_filters(api):
     completed = (await api.get("/api/jobs?status=completed&type=copy", headers=user.headers)).json()["items"]
     assert len(completed) == 5
     assert (await api.get("/api/jobs?type=scrape", headers=user.headers)).json()["items"] == []
+
+
+async def test_copy_through_an_openai_compatible_api_runs_end_to_end(api, log, stack):
+    """COPY_PROVIDER=openai sends copy jobs over the chat completions protocol (to the local
+    provider's emulator here): a good key completes the job, a refused key fails it with
+    OpenAI's own error, so the answer provably came over that wire."""
+    openai = {"COPY_PROVIDER": "openai", "OPENAI_BASE_URL": f"{stack.localprovider_url}/v1"}
+    user = await register(api)
+    outcomes = {}
+    try:
+        for key in ("sk-genrail-local", ""):
+            stack.kill("pipeline")
+            stack.start_service("pipeline", env={**openai, "OPENAI_API_KEY": key})
+            job_id = (await api.post("/api/generate/copy", json={**COPY, "tone": "bold"}, headers=user.headers)).json()["id"]
+            outcomes[key] = await wait_for_job(api, user, job_id, {"completed", "failed"})
+    finally:
+        stack.kill("pipeline")
+        stack.start_service("pipeline")
+    good, refused = outcomes["sk-genrail-local"], outcomes[""]
+    assert good["status"] == "completed", good
+    assert COPY["product_name"] in good["output"]["headline"] + good["output"]["body"]
+    assert good["output"]["hashtags"] and all(tag.startswith("#") for tag in good["output"]["hashtags"])
+    assert refused["status"] == "failed" and "OpenAI chat 401" in refused["error"], refused
+    await drained(log)
+    assert [r.data.job_id for r in await ledger_events(log, user.id, "refunded")] == [refused["id"]]
