@@ -6,8 +6,11 @@ import asyncio
 import uuid
 
 import httpx
+from nats.js.api import ConsumerInfo
 
 from genrail_eventlog.store import EventStore
+
+STREAMS = ("JOBS", "LEDGER", "USERS", "PAYMENTS", "BATCHES")
 
 
 class User:
@@ -53,3 +56,25 @@ async def wait_until(predicate, timeout_s: float = 20, interval_s: float = 0.05)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met after {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+async def drained(log: EventStore, consumers: list[tuple[str, str]] | None = None, *, timeout_s: float = 30,
+                  calm_reads: int = 3) -> dict[tuple[str, str], ConsumerInfo]:
+    """Wait until every durable consumer named (stream, durable), or every durable consumer of
+    the log, has nothing left to deliver and nothing delivered but unacked (a message waiting
+    for a redelivery counts as unacked), on `calm_reads` reads in a row. Returns the last
+    reading; AssertionError naming what is still in flight after `timeout_s`."""
+    js = log.js
+    loop = asyncio.get_running_loop()
+    deadline, calm = loop.time() + timeout_s, 0
+    while True:
+        named = consumers or [(stream, info.name) for stream in STREAMS for info in await js.consumers_info(stream)
+                              if info.config.durable_name]
+        infos = {key: await js.consumer_info(*key) for key in named}
+        busy = {key: (i.num_pending, i.num_ack_pending) for key, i in infos.items() if i.num_pending or i.num_ack_pending}
+        calm = 0 if busy else calm + 1
+        if calm >= calm_reads:
+            return infos
+        if loop.time() > deadline:
+            raise AssertionError(f"consumers still busy after {timeout_s}s (pending, ack pending): {busy}")
+        await asyncio.sleep(0.05)

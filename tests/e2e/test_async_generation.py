@@ -16,7 +16,7 @@ from PIL import Image
 
 from genrail_runtime import webhook_signing
 from tests.conftest import new_stack
-from tests.helpers import ledger_events, register, wait_for_job, wait_until
+from tests.helpers import drained, ledger_events, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,12 @@ async def test_media_urls_are_signed_and_expire(api, stack):
     assert response.status_code == 410 and "expired" in response.json()["detail"]
 
 
+async def prediction_of(log, job_id: str) -> str:
+    """The prediction id the pipeline recorded for the job."""
+    return next(s.event.data.prediction_id for s in await log.read(f"job.transitioned.{job_id}")
+                if s.event.data.prediction_id)
+
+
 def _signed(stack, job_id: str, prediction: dict, *, webhook_id: str | None = None,
             timestamp: int | None = None, secret: str | None = None) -> tuple[str, bytes, dict]:
     body = json.dumps(prediction).encode()
@@ -102,17 +108,56 @@ async def test_a_webhook_delivered_five_times_at_once_before_the_prediction_was_
     stored = list((stack.data_dir / "media" / "jobs" / job_id).rglob("*"))
     assert [p.name for p in stored if p.is_file()] == ["output-0.png"]
     assert job["output"]["prediction_id"] == "pred_dup"
-    await asyncio.sleep(1)  # the pipeline, back, finds the job final and leaves it alone
+    await drained(log)  # the pipeline, back, has handled the job's message: it found the job final
     assert [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")] == history
 
 
-async def test_forged_unsigned_and_stale_webhooks_are_rejected_and_change_nothing(api, log, stack):
+async def test_a_start_and_a_completed_callback_racing_each_other_apply_once_each(api, log, stack, shop):
+    stack.kill("pipeline")  # the two different webhooks race on the log, not behind one in-process lock
+    try:
+        user = await register(api)
+        job_id = (await api.post("/api/generate/static-ad", headers=user.headers, json=AD)).json()["id"]
+        started = {"id": "pred_race", "status": "starting", "output": None}
+        finished = {"id": "pred_race", "status": "succeeded", "output": [shop.url("/img/product.png")]}
+        deliveries = [_signed(stack, job_id, prediction) for prediction in (started, finished) for _ in range(3)]
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(*(client.post(url, content=body, headers=headers)
+                                             for url, body, headers in deliveries))
+        assert {a.status_code for a in answers} == {200}
+    finally:
+        stack.start_service("pipeline")
+    assert (await wait_for_job(api, user, job_id, {"completed"}))["output"]["prediction_id"] == "pred_race"
+    await drained(log)
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
+    assert history == [None, "processing", "completed"]
+    assert await ledger_events(log, user.id, "refunded") == []
+
+
+@pytest.fixture(scope="module")
+def slow_provider_stack(tmp_path_factory):
+    """A provider that takes 30 s per prediction: jobs stay in flight while a test acts on them."""
+    stack = new_stack(tmp_path_factory.mktemp("slow"), env={"LOCALPROVIDER_DELAY_S": "30"}).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+async def slow(slow_provider_stack):
+    from genrail_eventlog.store import EventStore, connect
+
+    nc = await connect(slow_provider_stack.nats_url, "tests-slow")
+    async with httpx.AsyncClient(base_url=slow_provider_stack.api_url, timeout=30) as api:
+        yield slow_provider_stack, api, EventStore(nc)
+    await nc.close()
+
+
+async def test_forged_unsigned_and_stale_webhooks_against_an_in_flight_job_are_rejected_and_change_nothing(slow):
+    stack, api, log = slow
     user = await register(api)
-    job_id = (await api.post("/api/generate/tts", headers=user.headers,
-                             json={"text": "Nothing to see"})).json()["id"]
-    await wait_for_job(api, user, job_id, {"completed"})
+    job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Nothing to see"})).json()["id"]
+    await wait_for_job(api, user, job_id, {"processing"})
     before = await log.read(f"job.*.{job_id}")
-    prediction = {"id": "pred_forged", "status": "failed", "error": "forged"}
+    prediction = {"id": await prediction_of(log, job_id), "status": "failed", "error": "forged"}
     url, body, headers = _signed(stack, job_id, prediction, secret=webhook_signing.new_secret())
     async with httpx.AsyncClient(timeout=30) as client:
         forged = await client.post(url, content=body, headers=headers)
@@ -124,7 +169,10 @@ async def test_forged_unsigned_and_stale_webhooks_are_rejected_and_change_nothin
                                      headers=tampered_headers)
     assert (forged.status_code, unsigned.status_code, stale.status_code, tampered.status_code) == (401, 401, 400, 401)
     assert "timestamp" in stale.json()["detail"]
-    assert len(await log.read(f"job.*.{job_id}")) == len(before)
+    await drained(log)
+    assert await log.read(f"job.*.{job_id}") == before  # a valid one would have failed it (and refunded it)
+    assert (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["status"] == "processing"
+    assert await ledger_events(log, user.id, "refunded") == []
 
 
 async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api, log, stack):
@@ -141,17 +189,15 @@ async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api
     assert refunds == []
 
 
-async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refunds(api, log, stack):
+async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refunds_once(slow):
+    stack, api, log = slow
     user = await register(api)
-    # The local provider takes 0.5 s per prediction; cancel as soon as it is submitted.
     job_id = (await api.post("/api/generate/ugc-video", headers=user.headers,
                              json={"script": "cancel me", "duration_s": 8})).json()["id"]
-    job = await wait_for_job(api, user, job_id, {"processing", "completed"})
-    if job["status"] == "completed":
-        pytest.skip("the provider finished before the cancel could be sent")
+    await wait_for_job(api, user, job_id, {"processing"})  # the provider works on it for 30 s
+    prediction_id = await prediction_of(log, job_id)
     canceled = await api.post(f"/api/jobs/{job_id}/cancel", headers=user.headers)
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
-    prediction_id = (await log.read(f"job.transitioned.{job_id}"))[0].event.data.prediction_id
 
     async def prediction_canceled() -> bool:
         async with httpx.AsyncClient() as client:
@@ -160,7 +206,9 @@ async def test_canceling_an_in_flight_async_job_cancels_the_prediction_and_refun
         return answer.json()["status"] == "canceled"
 
     await wait_until(prediction_canceled)
-    await wait_until(lambda: ledger_events(log, user.id, "refunded"))
+    await drained(log)
+    refunds = await ledger_events(log, user.id, "refunded")
+    assert [(r.data.job_id, r.data.attempt, r.data.amount) for r in refunds] == [(job_id, 1, 5)]
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 10
 
 
@@ -188,7 +236,8 @@ async def test_a_job_whose_provider_never_calls_back_expires_and_is_refunded_exa
         try:
             log = EventStore(nc)
             await wait_until(lambda: ledger_events(log, user.id, "refunded"))
-            await asyncio.sleep(1.5)  # more sweeps pass: still one refund
+            await asyncio.sleep(1.5)  # more sweeps pass (every 0.5 s): still one refund
+            await drained(log)
             refunds = await ledger_events(log, user.id, "refunded")
             assert [(r.data.job_id, r.data.attempt) for r in refunds] == [(job_id, 1)]
         finally:

@@ -10,7 +10,6 @@ import pytest
 from fastapi import FastAPI
 
 from genrail_localprovider.openai_chat import router
-from genrail_copywriter.copy import generate_copy
 from genrail_pipeline.clients.errors import ProviderError
 from genrail_pipeline.clients.openai_chat import OpenAIChatClient
 from tests.servers import serve_in_thread
@@ -38,12 +37,16 @@ def client(base_url: str, http: httpx.AsyncClient, api_key: str = "sk-local-test
     return OpenAIChatClient(base_url, api_key, http, "gpt-4o-mini", timeout_s=5)
 
 
-async def test_copy_comes_back_from_the_emulator(base_url: str, http: httpx.AsyncClient) -> None:
+async def test_copy_comes_back_from_the_emulator_shaped_by_the_prompt(base_url: str, http: httpx.AsyncClient) -> None:
     copy = await client(base_url, http).generate_copy(COPY_INPUT)
 
-    assert copy == generate_copy(COPY_INPUT)
-    assert "Aurora Bottle" in copy["body"]
-    assert copy["word_count"] > 10
+    assert set(copy) == {"headline", "body", "call_to_action", "hashtags", "word_count"}
+    assert "Aurora Bottle" in copy["headline"] + copy["body"]
+    assert 2 <= len(copy["call_to_action"].split()) <= 6
+    assert 3 <= len(copy["hashtags"]) <= 5 and all(t.startswith("#") and " " not in t for t in copy["hashtags"])
+    assert copy["word_count"] == len(f"{copy['headline']} {copy['body']} {copy['call_to_action']}".split())
+    longer = await client(base_url, http).generate_copy({**COPY_INPUT, "length": "long"})
+    assert len(longer["body"].split()) > len(copy["body"].split())  # the emulator read the prompt's length
 
 
 async def test_the_emulator_answers_in_openai_wire_format(base_url: str, http: httpx.AsyncClient) -> None:

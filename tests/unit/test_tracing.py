@@ -1,5 +1,6 @@
 """Trace context through NATS headers: injected by the producer, extracted by the consumer,
-continued by work that starts elsewhere; and the JSON logs name the current span."""
+continued by work that starts elsewhere; and the JSON logs name the current span. No server
+here: the consumer side, settling real deliveries, is tests/service/test_consumer_spans.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import logging
 
 import pytest
-from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,7 +17,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from genrail_events import jobs
 from genrail_events.envelope import Event
 from genrail_eventlog import tracing
-from genrail_eventlog.consumers import settle
 from genrail_runtime.logs import JsonFormatter
 
 TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
@@ -70,56 +69,9 @@ def test_headers_without_a_valid_traceparent_give_no_context(headers):
     assert not tracing.span_context_of(headers).is_valid
 
 
-def _js_message(event: Event, headers: dict[str, str], client: _Recorder) -> Msg:
-    reply = "$JS.ACK.JOBS.pipeline.1.42.42.1700000000000000000.0"
-    return Msg(client, subject=f"job.created.{event.aggregate_id}", reply=reply, data=event.to_bytes(),
-               headers=headers)
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-
-    async def publish(self, subject: str, payload: bytes = b"", **_kwargs) -> None:
-        self.published.append((subject, payload))
-
-
 def _one(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
     [found] = [s for s in spans.get_finished_spans() if s.name == name]
     return found
-
-
-async def test_a_settled_message_is_a_consumer_span_child_of_its_producer(spans):
-    event = jobs.job_created("j1", "u1", jobs.JobType.copy, 1, {})
-    seen: list[int] = []
-
-    async def work(_event: Event) -> None:
-        seen.append(trace.get_current_span().get_span_context().trace_id)
-
-    recorder = _Recorder()
-    headers = {"traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"}
-    await settle(_js_message(event, headers, recorder), None, consumer="pipeline", max_deliver=3, work=work)
-    consumer = _one(spans, "process pipeline")
-    assert consumer.kind is SpanKind.CONSUMER
-    assert (consumer.context.trace_id, consumer.parent.span_id) == (TRACE_ID, SPAN_ID)
-    assert seen == [TRACE_ID]  # the work runs inside the consumer span
-    assert consumer.attributes["messaging.consumer.group.name"] == "pipeline"
-    assert consumer.attributes["genrail.stream.seq"] == 42
-    assert consumer.attributes["genrail.settled"] == "acked"
-    assert consumer.status.status_code is StatusCode.UNSET
-    assert recorder.published == [("$JS.ACK.JOBS.pipeline.1.42.42.1700000000000000000.0", b"")]
-
-
-async def test_a_failed_delivery_marks_its_consumer_span_as_an_error(spans):
-    async def work(_event: Event) -> None:
-        raise RuntimeError("provider down")
-
-    message = _js_message(jobs.job_created("j1", "u1", jobs.JobType.copy, 1, {}), {}, _Recorder())
-    await settle(message, None, consumer="pipeline", max_deliver=3, work=work)
-    consumer = _one(spans, "process pipeline")
-    assert consumer.attributes["genrail.settled"] == "retried"
-    assert consumer.status.status_code is StatusCode.ERROR and consumer.status.description == "provider down"
-    assert consumer.parent is None  # a message without a trace context starts a trace
 
 
 def test_work_continued_from_a_jobs_last_event_joins_its_trace_and_links_both_ways(provider, spans):

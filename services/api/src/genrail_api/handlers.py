@@ -63,7 +63,9 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         store, user_id, lambda account: ledger.decide_debit(account, job_id, 1, cost, request),
         unique_subject=debit_subject if idempotency_key is not None else None,
     )
-    created = jobs.job_created(job_id, user_id, job_type, cost, job_input)
+    if charged is None:  # charged before (the same key, by a request that died before creating the job)
+        request = await _charged_request(store, debit_subject, request)
+    created = jobs.job_created(job_id, user_id, request.type, request.cost, request.input)
     if not await append_job_created(store, created):
         # Created already: by a concurrent request with the same key, or by the ledger's
         # recovery policy from our own debit. Ours is a new job exactly when we charged it.
@@ -72,6 +74,15 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         return job, charged is not None
     log_event(log, "job.created", job_id=job_id, user_id=user_id, type=str(job_type), cost=cost)
     return jobs.evolve(None, created), True
+
+
+async def _charged_request(store: EventStore, debit_subject: str, fallback: ledger.JobRequest) -> ledger.JobRequest:
+    """What the debit on `debit_subject` paid for: the job is created as charged."""
+    debit = await store.last(debit_subject)
+    if debit is not None and isinstance(debit.event, ledger.CreditsDebited) and isinstance(debit.event.data.job,
+                                                                                           ledger.JobRequest):
+        return debit.event.data.job
+    return fallback
 
 
 async def cancel_job(store: EventStore, job: jobs.Job) -> jobs.Job:
@@ -175,12 +186,18 @@ async def create_batch(store: EventStore, user_id: str, prompt: str, image_keys:
     """Charge one debit for every image, all or nothing, then create the batch and its jobs.
     Returns the batch id and whether this call created it. InsufficientCredits propagates."""
     batch_id = batches.batch_id_for(user_id, idempotency_key)
-    if idempotency_key is not None and await store.exists(batches.created_subject(batch_id)):
+    debit_subject = subjects.ledger(user_id, "debited", batch_id, "1")
+    if idempotency_key is not None and (charged := await store.last(debit_subject)) is not None:
+        # Charged before with this key: finish what that request may not have (its batch and
+        # image jobs, each created only if missing), as it was charged.
+        assert isinstance(charged.event, ledger.CreditsDebited) and isinstance(charged.event.data.job,
+                                                                                ledger.BatchRequest)
+        await create_batch_records(store, user_id, charged.event.data.job)
         return batch_id, False
     request = batch_request(batch_id, prompt, image_keys, cost_per_image)
     await append_to_account(
         store, user_id, lambda account: ledger.decide_debit(account, batch_id, 1, request.cost, request),
-        unique_subject=subjects.ledger(user_id, "debited", batch_id, "1") if idempotency_key is not None else None)
+        unique_subject=debit_subject if idempotency_key is not None else None)
     created = await create_batch_records(store, user_id, request)
     if created:
         log_event(log, "batch.created", batch_id=batch_id, user_id=user_id, images=len(image_keys),

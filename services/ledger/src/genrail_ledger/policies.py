@@ -4,6 +4,7 @@ entry already on that subject means the policy already ran."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from genrail_events import batches, jobs, ledger, subjects
@@ -44,8 +45,11 @@ async def refund_ended_attempt(store: EventStore, transitioned: jobs.JobTransiti
 
 async def _created_already(store: EventStore, debit: ledger.DebitedData) -> bool:
     """Did the API finish what this debit paid for (the job, the retry, or the batch)?"""
-    if isinstance(debit.job, ledger.BatchRequest):
-        return await store.exists(batches.created_subject(debit.job.batch_id))
+    if isinstance(debit.job, ledger.BatchRequest):  # the batch, and every one of its image jobs
+        batch_id = debit.job.batch_id
+        wanted = [batches.created_subject(batch_id), *(jobs.created_subject(batches.image_job_id(batch_id, i))
+                                                       for i in range(len(debit.job.image_keys)))]
+        return all(await asyncio.gather(*(store.exists(subject) for subject in wanted)))
     if debit.attempt == 1:
         return await store.exists(jobs.created_subject(debit.job_id))
     retried = await store.last(subjects.job("retried", debit.job_id))

@@ -112,12 +112,23 @@ class Worker:
                 return jobs.decide_transition(current, S.processing, prediction_id=prediction["id"])
             return None  # its webhook got here first
 
-        try:
-            await transition(self.store, job.id, record, known=(job, seq))
-        except jobs.InvalidTransition:
+        moved, appended, _ = await transition(self.store, job.id, record, known=(job, seq))
+        if appended is None:
+            if moved.status in jobs.FINAL_STATUSES and moved.prediction_id != prediction["id"]:
+                await self._cancel_orphan(moved, prediction["id"])  # the job ended (canceled) meanwhile
             return
         log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, type=str(job.type),
                   attempt=job.attempt, to="processing", prediction_id=prediction["id"])
+
+    async def _cancel_orphan(self, job: jobs.Job, prediction_id: str) -> None:
+        """A prediction started for a job that ended before it could be recorded: stop the work."""
+        try:
+            await self.providers.replicate.cancel_prediction(prediction_id)
+        except ProviderError as exc:
+            log.warning("prediction.cancel_failed", extra={"job_id": job.id, "prediction_id": prediction_id,
+                                                           "reason": str(exc)})
+            return
+        log_event(log, "prediction.canceled", job_id=job.id, prediction_id=prediction_id, reason=str(job.status))
 
     async def fail(self, job_id: str, error: str) -> None:
         """Fail the job unless it is already final (used after the last delivery too)."""
