@@ -145,10 +145,6 @@ async def test_a_debit_whose_job_was_never_created_is_found_by_the_next_call_wit
     assert await balance(log, user) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "create_job creates the job from the repeated call's request, not from the debit that paid for "
-    "it: after a price change between the crash and the repeat, the job costs other than its debit "
-    "took, and its refund gives back other than was charged"))
 async def test_a_job_recovered_by_the_same_key_is_the_job_its_debit_paid_for(log, given: Given) -> None:
     user = await given.user(credits=5)
     job_id = jobs.job_id_for(user, "key-1")
@@ -158,7 +154,7 @@ async def test_a_job_recovered_by_the_same_key_is_the_job_its_debit_paid_for(log
     failed = (await given.events(jobs.decide_transition(job, S.failed, error="provider down")))[0].event
     await refund_ended_attempt(log, failed)
 
-    assert violations(log) == []  # today: "debited 2 but refunded 3"
+    assert violations(log) == []  # not "debited 2 but refunded 3"
     assert await balance(log, user) == 5 and job.cost == 2
 
 
@@ -415,10 +411,23 @@ async def test_twenty_concurrent_batch_requests_with_one_key_charge_once_and_mak
     assert await balance(log, user) == 94
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "create_batch returns as soon as batch.created exists, so image jobs that a crash between "
-    "batch.created and their job.created left out are never created: charged for, never run, never "
-    "refunded (invariant 7)"))
+async def test_a_batch_cut_off_after_its_debit_is_created_by_the_same_key_as_charged(
+        log, given: Given) -> None:
+    user = await given.user(credits=10)
+    batch_id = batches.batch_id_for(user, "batch-1")
+    request = BatchRequest(batch_id=batch_id, prompt="make it pop", image_keys=IMAGES, cost_per_image=2,
+                           cost=6)
+    await given.debit(user, batch_id, 1, request)  # then the API died
+    appended = appended_since(log)
+
+    await create_batch(log, user, "make it pop", IMAGES, 3, "batch-1")  # the price went up meanwhile
+
+    assert appended.subjects(f"ledger.{user}.>") == [] and await balance(log, user) == 4
+    assert appended.one("batch.>").data.cost_per_image == 2
+    assert {e.data.cost for e in appended.events("job.created.>")} == {2}
+    assert len(appended.subjects("job.created.>")) == len(IMAGES)
+
+
 async def test_a_batch_cut_off_after_batch_created_is_completed_by_the_same_key(log, given: Given) -> None:
     user = await given.user(credits=10)
     batch_id = batches.batch_id_for(user, "batch-1")

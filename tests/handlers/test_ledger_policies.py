@@ -245,9 +245,6 @@ async def test_the_api_and_the_recovery_racing_on_one_debit_make_one_job(log, gi
     assert appended.subjects() == [jobs.created_subject(job_id)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "create_job_from_debit takes an existing batch.created for a finished batch, so image jobs a crash "
-    "left out after batch.created are never created: charged for, never run, never refunded (invariant 7)"))
 async def test_a_batch_cut_off_after_batch_created_gets_every_image_job_from_its_debit(
         log, given: Given) -> None:
     user = await given.user(credits=10)

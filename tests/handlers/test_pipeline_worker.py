@@ -294,10 +294,6 @@ async def test_a_permanent_failure_while_submitting_a_prediction_fails_the_job(
     assert [(e.data.from_status, e.data.to) for e in appended.events()] == [(S.pending, S.failed)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a job canceled while its prediction is being submitted never records the prediction id, so "
-    "cancel_at_provider cannot find it: the prediction runs to the end at the provider (the cancellation "
-    "does not stop the work)"))
 async def test_a_prediction_submitted_for_a_job_canceled_meanwhile_is_canceled_at_the_provider(
         log, given: Given, pipeline) -> None:
     user = await given.user()
