@@ -158,27 +158,6 @@ async def test_a_provider_that_cannot_answer_now_is_asked_again_at_the_next_swee
     assert [e.data.to for e in appended.events()] == [S.expired]
 
 
-async def test_today_a_prediction_the_provider_does_not_know_leaves_the_job_processing(
-        log, given: Given, sweeper, providers) -> None:
-    """What the code does today with a 404 for the job's prediction: `check` raises the
-    permanent ProviderError, `sweep` logs it, and the next sweep does the same, forever."""
-    _, job = await static_ad(given, processing("pred-1"))
-    providers.replicate.predictions["pred-1"] = not_found("pred-1")
-    appended = appended_since(log)
-
-    with pytest.raises(ProviderError):
-        await sweeper.check(job.id)
-    for _ in range(3):
-        await sweep_once(sweeper, job.id)
-
-    assert appended.subjects() == [] and providers.replicate.canceled == []
-    assert (await job_on_log(log, job.id)).status is S.processing
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "a 404 for the job's prediction is a permanent ProviderError that `check` raises and `sweep` only "
-    "logs: the job stays processing and its credits are never refunded (invariant 3), however many "
-    "sweeps pass"))
 async def test_a_job_whose_prediction_the_provider_does_not_know_expires_and_is_refunded(
         log, given: Given, sweeper, providers) -> None:
     user, job = await static_ad(given, processing("pred-1"))
@@ -192,33 +171,18 @@ async def test_a_job_whose_prediction_the_provider_does_not_know_expires_and_is_
     assert await balance(log, user) == 10
 
 
-async def test_today_a_succeeded_prediction_whose_outputs_are_gone_leaves_the_job_processing(
+async def test_a_succeeded_prediction_whose_outputs_are_gone_fails_the_job_and_it_is_refunded(
         log, given: Given, sweeper, providers) -> None:
-    _, job = await static_ad(given, processing("pred-1"))
-    providers.replicate.predictions["pred-1"] = {"id": "pred-1", "status": "succeeded",
-                                                 "output": [f"{CDN}/deleted-after-an-hour.png"]}
-    appended = appended_since(log)
-
-    with pytest.raises(OutputDownloadFailed):
-        await sweeper.check(job.id)
-    await sweep_once(sweeper, job.id)
-
-    assert appended.subjects() == []
-    assert (await job_on_log(log, job.id)).status is S.processing
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "outputs the provider no longer serves (404) raise OutputDownloadFailed at every sweep, which only "
-    "logs it: the job stays processing and its credits are never refunded"))
-async def test_a_succeeded_prediction_whose_outputs_are_gone_does_not_leave_the_job_processing(
-        log, given: Given, sweeper, providers) -> None:
-    _, job = await static_ad(given, processing("pred-1"))
+    user, job = await static_ad(given, processing("pred-1"))
     providers.replicate.predictions["pred-1"] = {"id": "pred-1", "status": "succeeded",
                                                  "output": [f"{CDN}/deleted-after-an-hour.png"]}
 
     await sweep_once(sweeper, job.id)
 
-    assert (await job_on_log(log, job.id)).status in jobs.FINAL_STATUSES
+    failed = await log.last(f"job.transitioned.{job.id}")
+    assert failed.event.data.to is S.failed and "could not be fetched" in failed.event.data.error
+    await refund_ended_attempt(log, failed.event)
+    assert await balance(log, user) == 10
 
 
 # --- cancellations stop the work at the provider --------------------------------------------

@@ -52,19 +52,36 @@ class DeadlineSweeper:
         overdue = (datetime.now(UTC) - job.updated_at).total_seconds() - self.settings.deadline_s(job.type.value)
         if overdue < 0:
             return
-        if job.prediction_id:
-            prediction = Prediction.from_object(await self.providers.replicate.get_prediction(job.prediction_id))
-            if prediction.finished:
+        prediction = await self._ask_provider(job.prediction_id) if job.prediction_id else None
+        if prediction is not None and prediction.finished:
+            try:
                 await apply_prediction(self.store, self.storage, self.providers.http, job.id, job.attempt,
                                        prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60)
-                return
+            except OutputDownloadFailed as exc:  # past the deadline, outputs that cannot be had are a failure
+                await self._end(job, S.failed, f"the provider's outputs could not be fetched: {exc}")
+            return
+        if prediction is not None:
             await self.providers.replicate.cancel_prediction(job.prediction_id)
-        error = f"no result from the provider within {self.settings.deadline_s(job.type.value):g}s"
+        await self._end(job, S.expired, f"no result from the provider within {self.settings.deadline_s(job.type.value):g}s")
+
+    async def _ask_provider(self, prediction_id: str) -> Prediction | None:
+        """The prediction as the provider has it now; None when it no longer knows it (a
+        permanent refusal such as 404: nothing will ever come back for it)."""
         try:
-            await transition(self.store, job.id, lambda j: jobs.decide_transition(j, S.expired, error=error))
+            return Prediction.from_object(await self.providers.replicate.get_prediction(prediction_id))
+        except ProviderError as exc:
+            if exc.transient:
+                raise
+            log.warning("deadline.prediction_unknown", extra={"prediction_id": prediction_id, "reason": str(exc)})
+            return None
+
+    async def _end(self, job: jobs.Job, to: S, error: str) -> None:
+        try:
+            await transition(self.store, job.id, lambda j: jobs.decide_transition(j, to, error=error))
         except jobs.InvalidTransition:
             return
-        log_event(log, "job.expired", job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt)
+        log_event(log, f"job.{to}", job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt,
+                  error=error)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
