@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 
-from genrail_commands.predictions import OutputDownloadFailed
 from genrail_events import jobs
 from genrail_events.envelope import utcnow
 from genrail_events.jobs import JobStatus as S
@@ -20,7 +19,7 @@ from genrail_ledger.policies import refund_ended_attempt
 from genrail_pipeline.clients.errors import ProviderError
 from genrail_pipeline.deadlines import DeadlineSweeper, cancel_at_provider
 
-from .conftest import Given, appended_since, balance, job_on_log, violations
+from .conftest import Given, appended_since, balance, violations
 from .fakes import CDN, FILES, FakeProviders
 
 DEADLINE_S = 300  # static ads, in the `settings` fixture
