@@ -28,9 +28,9 @@ log = logging.getLogger("genrail.api")
 
 @dataclass(frozen=True)
 class ApiResources:
-    """What the routes use, through the dependencies in `deps`."""
+    """What the routes use, through the dependencies in `deps` (settings are apart, on
+    `app.state.settings`: they exist before anything is opened)."""
 
-    settings: ApiSettings
     nc: NATS
     store: EventStore
     engine: AsyncEngine
@@ -60,7 +60,7 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
         checkout = stripe_checkout(settings)
         if checkout is not None:
             opened.push_async_callback(checkout.aclose)
-        yield ApiResources(settings, nc, store, engine, storage, checkout)
+        yield ApiResources(nc, store, engine, storage, checkout)
 
 
 def stripe_checkout(settings: ApiSettings) -> StripeCheckout | None:

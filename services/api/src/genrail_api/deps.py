@@ -28,7 +28,7 @@ def get_resources(request: Request) -> ApiResources:
 
 
 def get_settings(request: Request) -> ApiSettings:
-    return get_resources(request).settings
+    return request.app.state.settings
 
 
 def get_log(request: Request) -> EventStore:

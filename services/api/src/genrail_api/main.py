@@ -38,6 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
     errors.install(app)
     for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,
                    media.router, uploads.router, batches.router):

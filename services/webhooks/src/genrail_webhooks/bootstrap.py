@@ -18,9 +18,9 @@ from .settings import WebhooksSettings
 
 @dataclass(frozen=True)
 class WebhooksResources:
-    """What the routes use, through the dependencies in `deps`."""
+    """What the routes use, through the dependencies in `deps` (settings are apart, on
+    `app.state.settings`: they exist before anything is opened)."""
 
-    settings: WebhooksSettings
     nc: NATS
     store: EventStore
     storage: Storage
@@ -38,4 +38,4 @@ async def open_webhooks(settings: WebhooksSettings) -> AsyncIterator[WebhooksRes
         storage = settings.open()
         opened.push_async_callback(storage.close)
         http = await opened.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)))
-        yield WebhooksResources(settings, nc, store, storage, http)
+        yield WebhooksResources(nc, store, storage, http)

@@ -19,7 +19,7 @@ def get_resources(request: Request) -> WebhooksResources:
 
 
 def get_settings(request: Request) -> WebhooksSettings:
-    return get_resources(request).settings
+    return request.app.state.settings
 
 
 def get_log(request: Request) -> EventStore:

@@ -28,6 +28,7 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan,
                   description="Signed callbacks from providers and payment events.")
+    app.state.settings = settings
     app.include_router(stripe.router)
     app.include_router(replicate.router)
 
