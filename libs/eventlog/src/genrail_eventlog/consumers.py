@@ -2,6 +2,8 @@
 
 FastStream delivers; these helpers decide. Consumers are created or updated explicitly at
 start-up, because a pull subscription does not apply its config to an existing durable.
+Each service declares its durable consumers once, in a table of `DurableConsumer`s;
+`declare_consumers` creates or updates each one and subscribes to it with the same filter.
 A message is acked after its effects are on the log; a failure naks it with a backoff (or
 the delay a provider asked for); the last allowed delivery that fails goes to `DLQ` with
 the reason, and is then terminated.
@@ -10,12 +12,15 @@ the reason, and is then terminated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from faststream import AckPolicy as FastStreamAckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from opentelemetry.trace import Span
 
 from genrail_events import subjects
@@ -29,13 +34,19 @@ log = logging.getLogger("genrail.consumers")
 
 async def ensure_consumer(js: JetStreamContext, stream: str, durable: str, filter_subjects: list[str], *,
                           max_deliver: int, ack_wait_s: float = 30.0, max_ack_pending: int = 1000) -> None:
+    await js.add_consumer(stream, consumer_config(durable, filter_subjects, max_deliver=max_deliver,
+                                                  ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending))
+
+
+def consumer_config(durable: str, filter_subjects: Sequence[str], *, max_deliver: int, ack_wait_s: float = 30.0,
+                    max_ack_pending: int = 1000) -> ConsumerConfig:
     config = ConsumerConfig(durable_name=durable, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
                             ack_wait=ack_wait_s, max_deliver=max_deliver, max_ack_pending=max_ack_pending)
     if len(filter_subjects) == 1:
         config.filter_subject = filter_subjects[0]
     else:
-        config.filter_subjects = filter_subjects
-    await js.add_consumer(stream, config)
+        config.filter_subjects = list(filter_subjects)
+    return config
 
 
 class Retry(Exception):
@@ -126,3 +137,57 @@ async def _settle(raw: Msg, js: JetStreamContext, span: Span, *, consumer: str, 
         return "retried"
     await raw.ack()
     return "acked"
+
+
+@dataclass(frozen=True)
+class DurableConsumer:
+    """One durable pull consumer of a service, declared once: the JetStream consumer's
+    configuration and the FastStream subscriber that reads it both come from here.
+
+    `handler` gets each message's event and its JetStream metadata (stream sequence,
+    deliveries); `settle` acks, naks or dead-letters the message from what it does.
+    `batch_size` messages are fetched per pull; `max_workers` handle them at once (None:
+    FastStream's own handling of one fetch).
+    """
+
+    stream: str
+    durable: str
+    filter_subjects: tuple[str, ...]
+    handler: Callable[[Event, Msg.Metadata], Awaitable[None]]
+    max_deliver: int
+    ack_wait_s: float = 30.0
+    batch_size: int = 100
+    max_workers: int | None = None
+    on_exhausted: Callable[[Event, str], Awaitable[None]] | None = None
+
+    def config(self) -> ConsumerConfig:
+        return consumer_config(self.durable, self.filter_subjects, max_deliver=self.max_deliver,
+                               ack_wait_s=self.ack_wait_s)
+
+
+async def declare_consumers(broker: NatsBroker, js: JetStreamContext,
+                            consumers: Sequence[DurableConsumer]) -> None:
+    """Create or update each durable consumer, then subscribe the broker to it with the same
+    configuration (so the same filter). Run at start-up, before the broker starts."""
+    for consumer in consumers:
+        await js.add_consumer(consumer.stream, consumer.config())
+        _subscribe(broker, js, consumer)
+
+
+def _subscribe(broker: NatsBroker, js: JetStreamContext, consumer: DurableConsumer) -> None:
+    # The subscription binds to the durable, which already exists with this config; its
+    # subject is only the filter (FastStream takes "" with a config naming several).
+    subject = consumer.filter_subjects[0] if len(consumer.filter_subjects) == 1 else ""
+    # Fetch timeouts stay >= 1 s: FastStream's pull loop restarts on the asyncio.TimeoutError
+    # nats-py raises when a short fetch deadline runs out, which costs a pause each time.
+    # Per-message handlers: FastStream 0.7.8's batch mode (batch=True) is avoided, as its pull
+    # loop dies on that same TimeoutError when a partial fetch runs out of time.
+    @broker.subscriber(subject, config=consumer.config(), stream=JStream(consumer.stream, declare=False),
+                       durable=consumer.durable, max_workers=consumer.max_workers,
+                       pull_sub=PullSub(batch_size=consumer.batch_size, timeout=1.0),
+                       ack_policy=FastStreamAckPolicy.MANUAL)
+    async def on_message(msg: NatsMessage) -> None:
+        raw: Msg = msg.raw_message
+        await settle(raw, js, consumer=consumer.durable, max_deliver=consumer.max_deliver,
+                     work=lambda event: consumer.handler(event, raw.metadata),
+                     on_exhausted=consumer.on_exhausted)

@@ -8,6 +8,7 @@ and the shared operations are in `log.py`; `memory.py` is this store's in-memory
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -43,9 +44,13 @@ log = logging.getLogger(__name__)
 WRONG_LAST_SEQUENCE = 10071
 
 
+# How every genrail process connects: reconnect forever, quickly. A FastStream broker is
+# given the same options, so its connection can be the process's only one.
+CONNECT_OPTIONS: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, "connect_timeout": 5}
+
+
 async def connect(url: str, name: str) -> NATS:
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                              connect_timeout=5)
+    return await nats.connect(url, name=name, **CONNECT_OPTIONS)
 
 
 async def ensure_streams(js: JetStreamContext, *, replicas: int = 1, duplicate_window_s: float | None = None) -> None:

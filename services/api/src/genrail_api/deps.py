@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the log, the database, the current user."""
+"""FastAPI dependencies: what `bootstrap` opened (the log, the database, storage, Stripe), the
+current user."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from genrail_eventlog.store import EventStore
 from genrail_storage.store import Storage
 
 from genrail_readmodels import users as users_table
-from .errors import ApiError, Unauthorized
+from .bootstrap import ApiResources
+from .errors import ApiError, BillingUnavailable, Unauthorized
 from .settings import ApiSettings
+from .stripe_checkout import StripeCheckout
 
 bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /api/users")
+
+
+def get_resources(request: Request) -> ApiResources:
+    return request.app.state.resources
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -25,20 +32,27 @@ def get_settings(request: Request) -> ApiSettings:
 
 
 def get_log(request: Request) -> EventStore:
-    return request.app.state.log
+    return get_resources(request).store
 
 
 def get_storage(request: Request) -> Storage:
-    return request.app.state.storage
+    return get_resources(request).storage
 
 
 def get_engine(request: Request) -> AsyncEngine:
-    return request.app.state.engine
+    return get_resources(request).engine
 
 
 async def get_db(request: Request):
-    async with request.app.state.engine.connect() as conn:
+    async with get_resources(request).engine.connect() as conn:
         yield conn
+
+
+def get_checkout(request: Request) -> StripeCheckout:
+    checkout = get_resources(request).stripe_checkout
+    if checkout is None:
+        raise BillingUnavailable("billing is not configured: set STRIPE_API_KEY on the API")
+    return checkout
 
 
 async def current_user(request: Request,
@@ -46,9 +60,10 @@ async def current_user(request: Request,
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <api_key>'")
     key_hash = hash_api_key(credentials.credentials)
-    cache: dict[str, str] = request.app.state.key_cache
+    resources = get_resources(request)
+    cache = resources.key_cache
     if (user_id := cache.get(key_hash)) is None:
-        async with request.app.state.engine.connect() as conn:
+        async with resources.engine.connect() as conn:
             user_id = await users_table.user_for_key_hash(conn, key_hash)
         if user_id is None:
             raise Unauthorized("unknown API key")
@@ -69,7 +84,7 @@ admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
 async def require_admin(request: Request,
                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]) -> str:
     """Every /api/admin route: the configured token, compared in constant time."""
-    token = request.app.state.settings.admin_token
+    token = get_settings(request).admin_token
     if token is None or not token.get_secret_value():
         raise AdminDisabled("the admin API is disabled: set ADMIN_TOKEN on the API to enable it")
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
@@ -85,4 +100,5 @@ EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 DbDep = Annotated[AsyncConnection, Depends(get_db)]
 CurrentUser = Annotated[str, Depends(current_user)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+CheckoutDep = Annotated[StripeCheckout, Depends(get_checkout)]
 AdminDep = Annotated[str, Depends(require_admin)]

@@ -39,6 +39,10 @@ class PayloadTooLarge(ApiError):
     status_code = 413
 
 
+class BillingUnavailable(ApiError):
+    status_code = 503
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
     msg = error.get("msg", "is invalid")

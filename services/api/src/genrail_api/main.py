@@ -1,26 +1,20 @@
-"""The API's composition root: connections are made here, at start-up, and nowhere else."""
+"""The API app: routes, errors and middleware. What the routes use is opened in `bootstrap`."""
 
 from __future__ import annotations
 
-import logging
-import secrets
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from genrail_runtime import logs, telemetry
-from genrail_readmodels import registry
-from genrail_readmodels.db import make_engine, wait_for_tables
-from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_runtime.body_limit import BodySizeLimit
 
 from . import errors
-from genrail_runtime.body_limit import BodySizeLimit
+from .bootstrap import open_api
 from .routes import admin, batches, billing, credits, generate, jobs, media, uploads, users
 from .settings import ApiSettings
-
-log = logging.getLogger("genrail.api")
 
 DESCRIPTION = """
 Pay credits for AI generation jobs and follow them to their results.
@@ -38,26 +32,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nc = await connect(settings.nats_url, "genrail-api")
-        store = EventStore(nc)
-        await ensure_streams(store.js, replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
-        engine = make_engine(settings.database_url, pool_size=20)
-        telemetry.instrument_engine(engine)
-        await wait_for_tables(engine, registry.tables())  # the projector creates them
-        if not settings.media_url_secret.get_secret_value():
-            log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
-                        "and differ between replicas; set MEDIA_URL_SECRET")
-            settings.media_url_secret = SecretStr(secrets.token_urlsafe(32))
-        app.state.settings, app.state.log, app.state.engine, app.state.key_cache = settings, store, engine, {}
-        app.state.storage = settings.open()
-        yield
-        await app.state.storage.close()
-        await nc.drain()
-        await engine.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_api(settings) as resources:
+            app.state.resources = resources
+            yield
 
     app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
     errors.install(app)
     for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,
                    media.router, uploads.router, batches.router):

@@ -1,19 +1,19 @@
-"""The webhook receiver's composition root. Callbacks are verified, then become events:
-this service writes nothing but events."""
+"""The webhook receiver's app. Callbacks are verified, then become events: this service
+writes nothing but events. What the routes use is opened in `bootstrap`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
-from genrail_eventlog.store import EventStore, connect, ensure_streams
 
 from . import replicate, stripe
+from .bootstrap import open_webhooks
 from .settings import WebhooksSettings
 
 
@@ -21,20 +21,14 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     settings = settings or WebhooksSettings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nc = await connect(settings.nats_url, "genrail-webhooks")
-        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
-        app.state.settings, app.state.log = settings, EventStore(nc)
-        app.state.storage = settings.open()
-        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
-        yield
-        await app.state.http.aclose()
-        await app.state.storage.close()
-        await nc.drain()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_webhooks(settings) as resources:
+            app.state.resources = resources
+            yield
 
     app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan,
                   description="Signed callbacks from providers and payment events.")
+    app.state.settings = settings
     app.include_router(stripe.router)
     app.include_router(replicate.router)
 

@@ -17,6 +17,8 @@ from genrail_runtime import metrics, webhook_signing
 from genrail_commands.jobs import in_job_trace
 from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction
 
+from .deps import HttpDep, LogDep, SettingsDep, StorageDep
+
 log = logging.getLogger("genrail.webhooks")
 router = APIRouter(tags=["providers"])
 _in_flight: dict[str, asyncio.Lock] = {}
@@ -27,10 +29,9 @@ _in_flight: dict[str, asyncio.Lock] = {}
                         400: {"description": "Timestamp outside the tolerance, or not a prediction"},
                         401: {"description": "Missing or bad signature"},
                         503: {"description": "Not configured, or outputs not fetchable yet: deliver again"}})
-async def replicate_callback(request: Request,
-                             job_id: Annotated[str | None, Query(max_length=64)] = None,
+async def replicate_callback(request: Request, settings: SettingsDep, store: LogDep, storage: StorageDep,
+                             http: HttpDep, job_id: Annotated[str | None, Query(max_length=64)] = None,
                              attempt: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
-    settings = request.app.state.settings
     if not settings.replicate_webhook_secret.get_secret_value():
         return JSONResponse({"detail": "Replicate webhooks are not configured (REPLICATE_WEBHOOK_SECRET)"},
                             status_code=503)
@@ -55,10 +56,10 @@ async def replicate_callback(request: Request,
     # Concurrent deliveries of one webhook wait for the first instead of downloading again.
     lock = _in_flight.setdefault(webhook_id, asyncio.Lock())
     try:
-        async with lock, in_job_trace(request.app.state.log, job_id, "replicate.prediction"):
+        async with lock, in_job_trace(store, job_id, "replicate.prediction"):
             outcome = await apply_prediction(
-                request.app.state.log, request.app.state.storage, request.app.state.http, job_id, attempt,
-                prediction, max_bytes=settings.max_output_bytes, timeout_s=settings.output_download_timeout_s)
+                store, storage, http, job_id, attempt, prediction, max_bytes=settings.max_output_bytes,
+                timeout_s=settings.output_download_timeout_s)
     except OutputDownloadFailed as exc:
         log.warning("webhook.output_unavailable", extra={"job_id": job_id, "reason": str(exc)})
         return JSONResponse({"detail": f"outputs not available yet: {exc}"}, status_code=503)

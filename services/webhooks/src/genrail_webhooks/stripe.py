@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field
 from genrail_events import subjects
 from genrail_events.payments import PaymentRecorded, PaymentReversed, PaymentSucceeded, ReversalRecorded
 from genrail_runtime import metrics
-from genrail_eventlog.store import EventStore
 from genrail_runtime.logs import event as log_event
 from genrail_webhooks.stripe_events import (
     StripeEventMalformed,
@@ -34,7 +33,7 @@ from genrail_webhooks.stripe_events import (
     verify_stripe_event,
 )
 
-from .settings import WebhooksSettings
+from .deps import SettingsDep, get_log
 
 log = logging.getLogger("genrail.webhooks.stripe")
 router = APIRouter(tags=["stripe"])
@@ -83,8 +82,7 @@ def recorded_as(payment: PaymentSucceeded | PaymentReversed) -> tuple[str, Payme
     openapi_extra={"requestBody": {"required": True, "description": "The event exactly as Stripe sent it",
                                    "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def receive_stripe_event(request: Request) -> StripeReceipt | JSONResponse:
-    settings: WebhooksSettings = request.app.state.settings
+async def receive_stripe_event(request: Request, settings: SettingsDep) -> StripeReceipt | JSONResponse:
     if settings.stripe_webhook_secret is None:
         return _error(503, "Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRET")
     body = await request.body()  # an oversized body was refused with 413 by the app's BodySizeLimit
@@ -100,7 +98,7 @@ async def receive_stripe_event(request: Request) -> StripeReceipt | JSONResponse
             metrics.get().webhook_verification_failed("stripe")
         log.warning("stripe.webhook_rejected", extra={"reason": str(exc)})
         return _error(400, str(exc))
-    store: EventStore = request.app.state.log
+    store = get_log(request)  # only now: what is refused above is answered without the log
     try:
         appended = await store.append_first(subject, event, msg_id=msg_id)
     except (nats.errors.Error, asyncio.TimeoutError) as exc:

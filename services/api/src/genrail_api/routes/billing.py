@@ -5,58 +5,27 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from genrail_events.payments import CreditPack
-from genrail_api.stripe_checkout import PaymentProviderError, StripeCheckout
+from genrail_api.stripe_checkout import PaymentProviderError
 
-from ..deps import CurrentUser, SettingsDep
-from ..errors import ApiError
+from ..deps import CheckoutDep, CurrentUser, SettingsDep
+from ..errors import ApiError, BillingUnavailable
 from ..schemas import ERRORS, ErrorBody, Strict
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The Stripe client, built once at start-up when a key is configured."""
-    settings = app.state.settings
-    app.state.stripe_checkout = None
-    if settings.stripe_api_key is None:
-        yield
-        return
-    async with StripeCheckout(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
-                              settings.checkout_success_url, settings.checkout_cancel_url) as checkout:
-        app.state.stripe_checkout = checkout
-        yield
-
-
-router = APIRouter(prefix="/api/billing", tags=["billing"], lifespan=lifespan)
+router = APIRouter(prefix="/api/billing", tags=["billing"])
 
 
 class UnknownPack(ApiError):
     status_code = 422
 
 
-class BillingUnavailable(ApiError):
-    status_code = 503
-
-
 class PaymentProviderRefused(ApiError):
     status_code = 502
-
-
-def get_checkout(request: Request) -> StripeCheckout:
-    checkout: StripeCheckout | None = request.app.state.stripe_checkout
-    if checkout is None:
-        raise BillingUnavailable("billing is not configured: set STRIPE_API_KEY on the API")
-    return checkout
-
-
-CheckoutDep = Annotated[StripeCheckout, Depends(get_checkout)]
 
 
 class CheckoutCreate(Strict):

@@ -1,0 +1,71 @@
+"""The API's composition root: its NATS connection and store, the database engine, media
+storage and the Stripe Checkout client, opened at start-up and closed at shutdown, here and
+nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_readmodels import registry
+from genrail_readmodels.db import make_engine, wait_for_tables
+from genrail_runtime import telemetry
+from genrail_storage.store import Storage
+
+from .settings import ApiSettings
+from .stripe_checkout import StripeCheckout
+
+log = logging.getLogger("genrail.api")
+
+
+@dataclass(frozen=True)
+class ApiResources:
+    """What the routes use, through the dependencies in `deps` (settings are apart, on
+    `app.state.settings`: they exist before anything is opened)."""
+
+    nc: NATS
+    store: EventStore
+    engine: AsyncEngine
+    storage: Storage
+    stripe_checkout: StripeCheckout | None  # None: billing is not configured (no STRIPE_API_KEY)
+    key_cache: dict[str, str] = field(default_factory=dict)  # API key hash -> user id
+
+
+@asynccontextmanager
+async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
+    async with AsyncExitStack() as opened:  # closed in reverse order
+        engine = make_engine(settings.database_url, pool_size=20)
+        opened.push_async_callback(engine.dispose)
+        nc = await connect(settings.nats_url, "genrail-api")
+        opened.push_async_callback(nc.drain)
+        store = EventStore(nc)
+        await ensure_streams(store.js, replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        telemetry.instrument_engine(engine)
+        await wait_for_tables(engine, registry.tables())  # the projector creates them
+        if not settings.media_url_secret.get_secret_value():
+            log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
+                        "and differ between replicas; set MEDIA_URL_SECRET")
+            settings.media_url_secret = SecretStr(secrets.token_urlsafe(32))
+        storage = settings.open()
+        opened.push_async_callback(storage.close)
+        checkout = stripe_checkout(settings)
+        if checkout is not None:
+            opened.push_async_callback(checkout.aclose)
+        yield ApiResources(nc, store, engine, storage, checkout)
+
+
+def stripe_checkout(settings: ApiSettings) -> StripeCheckout | None:
+    """The Stripe client, when a key is configured."""
+    if settings.stripe_api_key is None:
+        return None
+    return StripeCheckout(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
+                          settings.checkout_success_url, settings.checkout_cancel_url)

@@ -1,0 +1,41 @@
+"""The webhook receiver's composition root: its NATS connection and store, media storage and
+the HTTP client that downloads provider outputs, opened at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from nats.aio.client import Client as NATS
+
+from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_storage.store import Storage
+
+from .settings import WebhooksSettings
+
+
+@dataclass(frozen=True)
+class WebhooksResources:
+    """What the routes use, through the dependencies in `deps` (settings are apart, on
+    `app.state.settings`: they exist before anything is opened)."""
+
+    nc: NATS
+    store: EventStore
+    storage: Storage
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def open_webhooks(settings: WebhooksSettings) -> AsyncIterator[WebhooksResources]:
+    async with AsyncExitStack() as opened:  # closed in reverse order
+        nc = await connect(settings.nats_url, "genrail-webhooks")
+        opened.push_async_callback(nc.drain)
+        store = EventStore(nc)
+        await ensure_streams(store.js, replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        storage = settings.open()
+        opened.push_async_callback(storage.close)
+        http = await opened.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)))
+        yield WebhooksResources(nc, store, storage, http)
