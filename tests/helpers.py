@@ -78,3 +78,11 @@ async def drained(log: EventStore, consumers: list[tuple[str, str]] | None = Non
         if loop.time() > deadline:
             raise AssertionError(f"consumers still busy after {timeout_s}s (pending, ack pending): {busy}")
         await asyncio.sleep(0.05)
+
+
+async def grant(log: EventStore, user: User, amount: int) -> None:
+    """Credits for a test that needs more than the signup grant, appended as the ledger would."""
+    from genrail_commands.accounts import append_to_account
+    from genrail_events import ledger
+
+    await append_to_account(log, user.id, lambda a: ledger.decide_grant(a, amount, "test", f"test-{uuid.uuid4()}"))

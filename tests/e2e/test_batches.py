@@ -15,7 +15,7 @@ from PIL import Image, PngImagePlugin
 
 from genrail_events.ledger import signed_amount
 from genrail_pipeline.settings import PipelineSettings
-from tests.helpers import User, drained, ledger_events, register, wait_until
+from tests.helpers import User, drained, grant, ledger_events, register, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +31,6 @@ def png(color: tuple[int, int, int], *, reject: bool = False, size: tuple[int, i
 
 async def upload(api, user: User, data: bytes, name: str = "photo.png") -> httpx.Response:
     return await api.post("/api/uploads", headers=user.headers, files={"file": (name, data, "image/png")})
-
-
-async def grant(log, user: User, amount: int) -> None:
-    from genrail_events import ledger
-    from genrail_commands.accounts import append_to_account
-
-    await append_to_account(log, user.id, lambda a: ledger.decide_grant(a, amount, "test", f"test-{amount}"))
 
 
 async def wait_batch_done(api, user: User, batch_id: str, timeout_s: float = 60) -> dict:

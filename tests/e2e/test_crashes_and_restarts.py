@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 
 from tests.conftest import new_stack
-from tests.helpers import drained, ledger_events, register, wait_for_job, wait_until
+from genrail_readmodels.db import make_engine, projection_position
+from tests.helpers import drained, grant, ledger_events, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +51,45 @@ async def test_jobs_accepted_while_the_pipeline_is_down_complete_when_it_returns
         assert (await wait_for_job(api, user, job_id, {"completed", "failed"}))["status"] == "completed"
 
 
-async def test_the_projector_killed_and_restarted_neither_skips_nor_doubles_events(api, stack):
+async def test_the_projector_killed_twice_in_the_middle_of_a_backlog_neither_skips_nor_doubles_events(
+        api, log, stack):
     user = await register(api)
+    await grant(log, user, 200)
     stack.kill("projector")
-    ids = [(await api.post("/api/generate/copy", json=COPY, headers=user.headers)).json()["id"] for _ in range(5)]
-    stack.start_service("projector")
+    ids = [r.json()["id"] for r in await asyncio.gather(*(api.post("/api/generate/copy", json=COPY, headers=user.headers)
+                                                           for _ in range(150)))]
+    await drained(log)  # every job ran to completed on the log: a backlog of ~600 events for the projector
+    target = (await log.js.stream_info("JOBS")).state.last_seq
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        start = await _checkpoint(engine, "jobs")
+        for _ in range(2):  # one event per transaction: slow enough to be caught halfway, twice
+            stack.start_service("projector", env={"PROJECTOR_BATCH_SIZE": "1"})
+            killed_at = await wait_until(lambda: _past(engine, start), interval_s=0.005)
+            stack.kill("projector")
+            assert start < killed_at < target, (start, killed_at, target)  # in the middle of the backlog
+            start = await _checkpoint(engine, "jobs")
+        stack.start_service("projector")
+        await wait_until(lambda: _past(engine, target - 1))
+    finally:
+        await engine.dispose()
+    listed = (await api.get("/api/jobs?limit=200", headers=user.headers)).json()["items"]
+    assert sorted(j["id"] for j in listed) == sorted(ids) and {j["status"] for j in listed} == {"completed"}
+    verified = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "genrail_cli.main", "replay", "--verify"], capture_output=True,
+        text=True, timeout=300, env={**os.environ, "NATS_URL": stack.nats_url, "DATABASE_URL": stack.database_url})
+    assert verified.returncode == 0, verified.stdout + verified.stderr  # every row as a replay from scratch builds it
 
-    async def all_listed_completed() -> list | None:
-        listed = (await api.get("/api/jobs", headers=user.headers)).json()["items"]
-        return listed if len(listed) >= 5 and all(j["status"] == "completed" for j in listed) else None
 
-    listed = await wait_until(all_listed_completed)
-    assert sorted(j["id"] for j in listed) == sorted(ids)
+async def _checkpoint(engine, name: str) -> int:
+    async with engine.connect() as conn:
+        return await projection_position(conn, name)
+
+
+async def _past(engine, position: int) -> int | None:
+    """The jobs checkpoint once it is past `position`, else None."""
+    now = await _checkpoint(engine, "jobs")
+    return now if now > position else None
 
 
 def test_a_second_start_finds_every_user_job_and_credit_where_it_left_them(tmp_path):

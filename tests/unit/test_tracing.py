@@ -14,8 +14,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from genrail_events import jobs
-from genrail_events.envelope import Event
 from genrail_eventlog import tracing
 from genrail_runtime.logs import JsonFormatter
 

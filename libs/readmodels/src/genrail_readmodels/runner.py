@@ -96,14 +96,14 @@ async def run(nc: NATS, engine: AsyncEngine, projection: Projection, *, stop: as
 
 
 async def follow(nc: NATS, engine: AsyncEngine, factory: ProjectionFactory, *, stop: asyncio.Event,
-                 restart_after_s: float = 2.0) -> None:
+                 batch_size: int = 500, restart_after_s: float = 2.0) -> None:
     """A service's projection task: rebuild first if the code's version is newer than the
     database's, then follow the log; a failure is logged and the projection starts again
     from its checkpoint, so one bad moment (a dropped connection) does not stop it for good."""
     while not stop.is_set():
         try:
             await ensure_current_version(nc, engine, factory)
-            await run(nc, engine, factory(), stop=stop)
+            await run(nc, engine, factory(), stop=stop, batch_size=batch_size)
         except Exception:  # noqa: BLE001 - restarted from the checkpoint, which is always consistent
             log.exception("projection.failed", extra={"projection": factory().name})
             try:
