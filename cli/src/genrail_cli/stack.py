@@ -128,15 +128,20 @@ class Stack:
         for name, port in (("API", self.ports.api), ("webhooks", self.ports.webhooks),
                            ("local provider", self.ports.localprovider), *workers_metrics):
             require_free(self.host, port, f"the {name}")
-        if not self.nats_url:
-            self._nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host).start()
-            self.nats_url = self._nats.url
-        if not self.database_url:
-            self._pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres, host=self.host).start()
-            self.database_url = self._pg.url
-        for name in SERVICES:
-            self.start_service(name)
-        self.wait_healthy(timeout_s)
+        try:
+            if not self.nats_url:
+                self._nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host).start()
+                self.nats_url = self._nats.url
+            if not self.database_url:
+                self._pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres,
+                                            host=self.host).start()
+                self.database_url = self._pg.url
+            for name in SERVICES:
+                self.start_service(name)
+            self.wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()  # a start that fails leaves nothing running behind it
+            raise
         threading.Thread(target=self._supervise, daemon=True).start()
         return self
 
