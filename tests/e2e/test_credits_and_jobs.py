@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from genrail_events.ledger import signed_amount
-from tests.helpers import drained, ledger_events, register, wait_for_job, wait_until
+from tests.helpers import drained, grant, ledger_events, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +45,29 @@ async def test_two_hundred_concurrent_copy_requests_never_overspend(api, log):
     assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 0
     accepted = {r.json()["id"] for r in responses if r.status_code == 202}
     await wait_until(lambda: _listed(api, user, accepted))
+
+
+async def test_one_account_driven_by_a_hundred_concurrent_clients_gets_only_202_or_402_and_an_exact_balance(
+        api, log, stack):
+    user = await register(api)
+    await grant(log, user, 290)  # 300 credits for 500 requests: the last 200 must be refused, cleanly
+    clients = [httpx.AsyncClient(base_url=stack.api_url, timeout=60, headers=user.headers) for _ in range(100)]
+
+    async def client_sends_five(client: httpx.AsyncClient) -> list[int]:
+        return [(await client.post("/api/generate/copy", json=COPY)).status_code for _ in range(5)]
+
+    try:
+        codes = [code for sent in await asyncio.gather(*(client_sends_five(c) for c in clients)) for code in sent]
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    assert set(codes) <= {202, 402}, sorted(set(codes))  # never a 5xx, never a dropped connection
+    assert codes.count(202) == 300 and codes.count(402) == 200
+    await drained(log)
+    entries = await ledger_events(log, user.id)
+    assert all(e.data.balance_after >= 0 for e in entries)
+    assert len([e for e in entries if e.data.kind == "debited"]) == 300
+    assert sum(signed_amount(e) for e in entries) == entries[-1].data.balance_after == 0
+    assert (await api.get("/api/credits", headers=user.headers)).json()["balance"] == 0
 
 
 async def _listed(api, user, ids) -> bool:

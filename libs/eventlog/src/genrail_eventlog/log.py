@@ -57,7 +57,7 @@ def stream_for(subject: str) -> str:
 
 def conflict(subject: str, headers: Mapping[str, str]) -> ConcurrencyConflict:
     expected_filter = headers.get(EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, subject)
-    expected_seq = headers[EXPECTED_LAST_SUBJECT_SEQ]
+    expected_seq = headers.get(EXPECTED_LAST_SUBJECT_SEQ, "(none)")
     return ConcurrencyConflict(f"{expected_filter}: expected last sequence {expected_seq}")
 
 

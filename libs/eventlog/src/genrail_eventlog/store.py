@@ -42,6 +42,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
+# A single server says 10071 with the sequence it found; a clustered stream may say 10164
+# (no sequence). 10158: a publish with the same message id is still being stored.
+WRONG_LAST_SEQUENCE_CODES = frozenset({WRONG_LAST_SEQUENCE, 10164})
+DUPLICATE_IN_PROCESS = 10158
 
 
 # How every genrail process connects: reconnect forever, quickly. A FastStream broker is
@@ -79,7 +83,9 @@ class EventStore(EventLog):
         try:
             ack = await self.js.publish(subject, body, headers=headers)
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if exc.err_code in WRONG_LAST_SEQUENCE_CODES or exc.err_code == DUPLICATE_IN_PROCESS:
+                # the same message id still being stored by a concurrent publish (a cluster says so):
+                # another writer got there first, as a wrong last sequence says
                 raise conflict(subject, headers) from exc
             raise
         return Appended(ack.seq, bool(ack.duplicate))

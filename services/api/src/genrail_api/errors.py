@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
+from genrail_commands.accounts import AccountBusy
+from genrail_eventlog.store import ConcurrencyConflict
 from genrail_events.jobs import InvalidTransition
 from genrail_events.ledger import InsufficientCredits
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
@@ -64,6 +67,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InsufficientCredits)
     async def insufficient(_: Request, exc: InsufficientCredits) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "balance": exc.balance, "cost": exc.cost}, status_code=402)
+
+    @app.exception_handler(AccountBusy)
+    async def account_busy(_: Request, exc: AccountBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
+
+    @app.exception_handler(ConcurrencyConflict)
+    async def write_conflict(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
+        return JSONResponse({"detail": "concurrent changes to the same record kept winning: try again"},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(InvalidTransition)
     async def invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:

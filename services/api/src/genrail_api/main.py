@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import errors
 from .bootstrap import open_api
@@ -50,6 +51,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
+    app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
     telemetry.instrument_app(app)
     return app
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import replicate, stripe
 from .bootstrap import open_webhooks
@@ -33,6 +34,7 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     app.include_router(replicate.router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.webhooks_max_body_bytes)
+    app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

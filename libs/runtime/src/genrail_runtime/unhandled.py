@@ -1,0 +1,43 @@
+"""An unexpected error becomes a JSON 500, answered like any other response.
+
+Starlette answers an unhandled exception from its outermost middleware and then raises it
+again to the server, which closes the connection: a client on a keep-alive connection then
+loses its next request too. This middleware, inside that one, answers the error and
+returns normally, so the connection stays usable. The error is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("genrail.http")
+BODY = json.dumps({"detail": "internal error: the request was not completed; it is safe to retry"}).encode()
+
+
+class AnswerUnhandledErrors:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("http.unhandled_error", extra={"path": scope.get("path"), "method": scope.get("method")})
+            if started:
+                raise  # half a response is out: only closing the connection tells the client
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
+            await send({"type": "http.response.body", "body": BODY})
