@@ -9,7 +9,9 @@ Decoding, and reading events written by older code, is `codec`'s job.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,9 +45,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     @staticmethod
     def from_bytes(raw: bytes) -> Event | UnknownEvent:
         """Decode any event of the log (ValueError when `raw` is not one)."""
-        from .codec import decode
-
-        return decode(raw)
+        return _decoder()(raw)
 
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,3 +64,10 @@ class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ENCODER = msgspec.json.Encoder()
+
+
+@functools.cache
+def _decoder() -> Callable[[bytes], Event | UnknownEvent]:
+    from .codec import decode  # the codec knows every event class, which all import this module
+
+    return decode
