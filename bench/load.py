@@ -42,7 +42,10 @@ async def run_clients(host: str, port: int, api_keys: list[str], per_client: int
         headers = {"Authorization": f"Bearer {key}"}
         for _ in range(per_client):
             t0 = time.perf_counter()
-            status = await conn.post("/api/generate/copy", payload, headers)
+            try:
+                status = await conn.post("/api/generate/copy", payload, headers)
+            except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+                status, conn = 0, Connection(host, port)  # 0: the server dropped the connection
             latencies.append(time.perf_counter() - t0)
             statuses[status] = statuses.get(status, 0) + 1
 

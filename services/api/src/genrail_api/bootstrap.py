@@ -20,6 +20,7 @@ from genrail_readmodels.db import make_engine, wait_for_tables
 from genrail_runtime import telemetry
 from genrail_storage.store import Storage
 
+from .key_cache import KeyCache
 from .settings import ApiSettings
 from .stripe_checkout import StripeCheckout
 
@@ -36,7 +37,7 @@ class ApiResources:
     engine: AsyncEngine
     storage: Storage
     stripe_checkout: StripeCheckout | None  # None: billing is not configured (no STRIPE_API_KEY)
-    key_cache: dict[str, str] = field(default_factory=dict)  # API key hash -> user id
+    key_cache: KeyCache = field(default_factory=KeyCache)  # API key hash -> user id, for a short while
 
 
 @asynccontextmanager

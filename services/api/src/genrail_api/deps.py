@@ -67,9 +67,7 @@ async def current_user(request: Request,
             user_id = await users_table.user_for_key_hash(conn, key_hash)
         if user_id is None:
             raise Unauthorized("unknown API key")
-        if len(cache) > 100_000:
-            cache.clear()
-        cache[key_hash] = user_id
+        cache.put(key_hash, user_id)
     return user_id
 
 
