@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from genrail_commands.accounts import AccountBusy, AccountWriter, append_to_account, load_account
+from genrail_commands.accounts import AccountBusy, AccountWriter, append_to_account, load_account, writer_for
 from genrail_eventlog.memory import InMemoryEventLog
 from genrail_events import ledger, subjects
 from genrail_events.jobs import JobType
@@ -48,6 +48,7 @@ async def granted(log, user_id: str, amount: int) -> None:
 
 async def test_two_hundred_concurrent_debits_of_one_account_queue_without_a_conflict_or_a_read_each() -> None:
     log, user = CountingLog(), new_id()
+    writer_for(log, remember=True)  # as the API's
     await granted(log, user, 150)
     outcomes = await asyncio.gather(*(append_to_account(log, user, debit(new_id())) for _ in range(200)),
                                     return_exceptions=True)
@@ -62,6 +63,7 @@ async def test_two_hundred_concurrent_debits_of_one_account_queue_without_a_conf
 
 async def test_an_entry_appended_by_another_process_is_caught_and_the_debit_decided_again() -> None:
     log, user = CountingLog(), new_id()
+    writer_for(log, remember=True)
     await granted(log, user, 5)
     await append_to_account(log, user, debit(new_id()))  # the writer now knows: balance 4
     elsewhere = AccountWriter(log)  # another process's writer: the ledger refunding, another API replica
@@ -74,6 +76,7 @@ async def test_an_entry_appended_by_another_process_is_caught_and_the_debit_deci
 
 async def test_a_refusal_decided_on_a_stale_balance_is_checked_on_the_log_before_it_is_final() -> None:
     log, user = CountingLog(), new_id()
+    writer_for(log, remember=True)
     await granted(log, user, 1)
     await append_to_account(log, user, debit(new_id()))  # the writer knows: balance 0
     await AccountWriter(log).append(user, lambda a: ledger.decide_grant(a, 3, "purchase", "p1"))  # elsewhere
@@ -99,8 +102,17 @@ async def test_a_conflict_that_never_resolves_is_account_busy_after_the_budget_n
 
 async def test_the_writer_forgets_accounts_beyond_its_bound_and_leaves_no_lock_behind() -> None:
     log = InMemoryEventLog()
-    writer = AccountWriter(log, max_known=3)
+    writer = AccountWriter(log, remember=True, max_known=3)
     users = [new_id() for _ in range(5)]
     for user in users:
         await writer.append(user, lambda a: ledger.decide_grant(a, 1, "test", "g"))
     assert list(writer._known) == users[-3:] and writer._locks == {} and writer._waiting == {}
+
+
+async def test_a_writer_that_does_not_remember_reads_each_time_and_never_conflicts_on_a_stale_position() -> None:
+    log, user = CountingLog(), new_id()
+    await granted(log, user, 5)
+    await append_to_account(log, user, debit(new_id()))
+    await AccountWriter(log).append(user, lambda a: ledger.decide_refund(a, "j0", 1, 1, "job failed"))
+    await append_to_account(log, user, debit(new_id()))
+    assert log.conflicts == 0  # as the ledger's: its entries interleave with the API's

@@ -1,8 +1,11 @@
 """Appending to a user's credit account, one writer per account at a time.
 
-Each process keeps, per account, a lock and the account's last (balance, sequence), taken
-from the ack of its own last append: concurrent entries of one account queue behind each
-other instead of racing, and the next one needs no read. Optimistic concurrency on the log
+Each process keeps, per account, a lock: concurrent entries of one account queue behind
+each other instead of racing. A process that writes most of its accounts' entries (the
+API: every debit) also remembers each account's last (balance, sequence) from the ack of
+its own last append, so the next entry needs no read; a process whose entries interleave
+with others' (the ledger's refunds come between the API's debits) reads each time, since a
+remembered position would mostly be stale. Optimistic concurrency on the log
 still guards every append: an entry another process appended first (the ledger's refund,
 another API replica) makes the append conflict, the cached position is dropped, the
 account read again and the entry decided again, after a short jittered pause. A conflict
@@ -51,8 +54,9 @@ async def load_account(log: EventLog, user_id: str) -> tuple[Account, int]:
 class AccountWriter:
     """The one writer per account of a process (see the module's docstring)."""
 
-    def __init__(self, log: EventLog, *, budget_s: float = BUDGET_S, max_known: int = 100_000):
-        self.log, self.budget_s, self.max_known = log, budget_s, max_known
+    def __init__(self, log: EventLog, *, remember: bool = False, budget_s: float = BUDGET_S,
+                 max_known: int = 100_000):
+        self.log, self.remember, self.budget_s, self.max_known = log, remember, budget_s, max_known
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
         self._known: OrderedDict[str, tuple[Account, int]] = OrderedDict()
@@ -104,7 +108,7 @@ class AccountWriter:
         return account, seq, decide(account)
 
     def _remember(self, user_id: str, known: tuple[Account, int] | None) -> None:
-        if known is None:
+        if known is None or not self.remember:
             self._known.pop(user_id, None)
             return
         self._known[user_id] = known
@@ -116,10 +120,11 @@ class AccountWriter:
 _writers: weakref.WeakKeyDictionary[EventLog, AccountWriter] = weakref.WeakKeyDictionary()
 
 
-def writer_for(log: EventLog) -> AccountWriter:
-    """The process's writer for this log (one per log object)."""
+def writer_for(log: EventLog, *, remember: bool = False) -> AccountWriter:
+    """The process's writer for this log (one per log object); `remember` on its first call
+    decides whether it keeps accounts' positions between entries (see the module's docstring)."""
     if (writer := _writers.get(log)) is None:
-        writer = _writers[log] = AccountWriter(log)
+        writer = _writers[log] = AccountWriter(log, remember=remember)
     return writer
 
 

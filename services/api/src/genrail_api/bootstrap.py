@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from genrail_commands.accounts import writer_for
 from genrail_eventlog.store import EventStore, connect, ensure_streams
 from genrail_readmodels import registry
 from genrail_readmodels.db import make_engine, wait_for_tables
@@ -48,6 +49,7 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
         nc = await connect(settings.nats_url, "genrail-api")
         opened.push_async_callback(nc.drain)
         store = EventStore(nc)
+        writer_for(store, remember=True)  # the API writes nearly every entry of an account: debits
         await ensure_streams(store.js, replicas=settings.stream_replicas,
                              duplicate_window_s=settings.stream_duplicate_window_s)
         telemetry.instrument_engine(engine)
