@@ -41,6 +41,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory):
+    """A nats-server of the test module's own, for tests that need JetStream but not the stack."""
+    from genrail_cli.embedded import EmbeddedNats
+
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port()).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 async def log(stack: Stack):
     nc = await connect(stack.nats_url, "tests")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -18,7 +18,7 @@ from nats.js.errors import NoStreamResponseError
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from genrail_cli.embedded import EmbeddedNats, free_port
+from genrail_cli.embedded import EmbeddedNats
 from genrail_events.envelope import Event, UnknownEvent, utcnow
 from genrail_eventlog.log import EventLog
 from genrail_eventlog.memory import InMemoryEventLog
@@ -321,13 +321,6 @@ class TestInMemoryEventLog(EventLogContract):
         clock.advance(0.25)
         past_window = await log.append("job.created.a", counted("a"), msg_id="m")
         assert (again, past_window) == (Appended(first.seq, duplicate=True), Appended(2, duplicate=False))
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path_factory.mktemp("contract-nats"), port=free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

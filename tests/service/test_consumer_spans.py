@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -15,20 +15,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from genrail_cli.embedded import EmbeddedNats, free_port
+from genrail_cli.embedded import EmbeddedNats
 from genrail_eventlog.consumers import ensure_consumer, settle
 from genrail_eventlog.store import connect, ensure_streams
 from genrail_events import jobs
 from genrail_events.envelope import Event
 
 TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path_factory.mktemp("spans-nats"), port=free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
