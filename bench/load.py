@@ -1,6 +1,10 @@
 """A lean HTTP/1.1 keep-alive load generator, run in its own process so that the client's
 own cost stays small and off the services' event loops (httpx costs several ms per request
-under concurrency, which on 2 shared cores would dominate what we measure)."""
+under concurrency, which on 2 shared cores would dominate what we measure).
+
+Two loads, the same for every system measured: closed loop (`run_clients`: each client sends
+its next request when the last one is answered) and open loop (`run_open_loop`: requests at
+a constant offered rate, latency from each one's planned send time)."""
 
 from __future__ import annotations
 
@@ -61,3 +65,66 @@ def run_in_process(host: str, port: int, api_keys: list[str], per_client: int, b
     result = asyncio.run(run_clients(host, port, api_keys, per_client, body))
     result["wall_start"] = wall_start
     return result
+
+
+async def run_open_loop(host: str, port: int, api_keys: list[str], rate: float, seconds: float, body: dict,
+                        max_connections: int = 4000, late_after_s: float = 0.005) -> dict:
+    """Open loop: request i is planned for start + i/rate whatever the answers do, sent on
+    any idle connection (a new one is opened when all are busy), its key api_keys[i % n].
+    Latency counts from the *planned* time, so a slow answer or a late send is charged to
+    the request it delayed (no coordinated omission). A send more than `late_after_s` behind
+    plan is a late start (the generator's own lag); `max_connections` bounds the sockets."""
+    payload = json.dumps(body).encode()
+    headers = [{"Authorization": f"Bearer {key}"} for key in api_keys]
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    idle: list[Connection] = []
+    freed = asyncio.Event()
+    counts = {"opened": 0, "late": 0, "waited_for_connection": 0, "max_lag": 0.0}
+    done_at = [0.0]
+
+    async def one(i: int, planned: float, conn: Connection) -> None:
+        try:
+            status = await conn.post("/api/generate/copy", payload, headers[i % len(headers)])
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            status = 0  # the server dropped the connection: a fresh one replaces it
+            if conn.writer is not None:
+                conn.writer.close()
+            conn = Connection(host, port)
+        now = time.perf_counter()
+        latencies.append(now - planned)
+        statuses[status] = statuses.get(status, 0) + 1
+        done_at[0] = max(done_at[0], now)
+        idle.append(conn)
+        freed.set()
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i in range(total):
+        planned = start + i / rate
+        delay = planned - time.perf_counter()
+        await asyncio.sleep(max(0.0, delay))  # 0: past due, send now (but let answers be read)
+        if not idle and counts["opened"] < max_connections:
+            idle.append(Connection(host, port))  # it connects on its first send, in the task
+            counts["opened"] += 1
+        while not idle:
+            counts["waited_for_connection"] += 1
+            freed.clear()
+            await freed.wait()
+        lag = time.perf_counter() - planned
+        if lag > late_after_s:
+            counts["late"] += 1
+        counts["max_lag"] = max(counts["max_lag"], lag)
+        tasks.append(asyncio.create_task(one(i, planned, idle.pop())))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        if conn.writer is not None:
+            conn.writer.close()
+    return {"latencies": latencies, "statuses": statuses, "offered": total, "rate": rate, "seconds": seconds,
+            "elapsed": done_at[0] - start, **counts}
+
+
+def run_open_in_process(host: str, port: int, api_keys: list[str], rate: float, seconds: float, body: dict) -> dict:
+    """Entry point for a child process (multiprocessing)."""
+    return asyncio.run(run_open_loop(host, port, api_keys, rate, seconds, body))
