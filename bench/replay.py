@@ -69,7 +69,7 @@ def generate(total: int, seed: int = 7) -> Iterator[tuple[str, Event]]:
             request = ledger.JobRequest(type=job_type, cost=cost, input=COPY_INPUT)
             wave.append(entry(ledger.decide_debit(accounts[user_id], job_id, 1, cost, request)))
             created = jobs.job_created(job_id, user_id, job_type, cost, COPY_INPUT)
-            wave.append((jobs.created_subject(job_id), created))
+            wave.append((jobs.subject_for(created), created))
             running.append(jobs.evolve(None, created))
         for step in range(2):  # the pipeline works through them
             advanced = []

@@ -76,7 +76,7 @@ async def test_media_urls_are_signed_and_expire(api, stack):
 
 async def prediction_of(log, job_id: str) -> str:
     """The prediction id the pipeline recorded for the job."""
-    return next(s.event.data.prediction_id for s in await log.read(f"job.transitioned.{job_id}")
+    return next(s.event.data.prediction_id for s in await log.read(f"job.transitioned.*.{job_id}")
                 if s.event.data.prediction_id)
 
 
@@ -103,13 +103,13 @@ async def test_a_webhook_delivered_five_times_at_once_before_the_prediction_was_
     finally:
         stack.start_service("pipeline")
     job = await wait_for_job(api, user, job_id, {"completed"})
-    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.*.{job_id}")]
     assert history == [None, "processing", "completed"]
     stored = list((stack.data_dir / "media" / "jobs" / job_id).rglob("*"))
     assert [p.name for p in stored if p.is_file()] == ["output-0.png"]
     assert job["output"]["prediction_id"] == "pred_dup"
     await drained(log)  # the pipeline, back, has handled the job's message: it found the job final
-    assert [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")] == history
+    assert [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.*.{job_id}")] == history
 
 
 async def test_a_start_and_a_completed_callback_racing_each_other_apply_once_each(api, log, stack, shop):
@@ -128,7 +128,7 @@ async def test_a_start_and_a_completed_callback_racing_each_other_apply_once_eac
         stack.start_service("pipeline")
     assert (await wait_for_job(api, user, job_id, {"completed"}))["output"]["prediction_id"] == "pred_race"
     await drained(log)
-    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.*.{job_id}")]
     assert history == [None, "processing", "completed"]
     assert await ledger_events(log, user.id, "refunded") == []
 
@@ -156,7 +156,7 @@ async def test_forged_unsigned_and_stale_webhooks_against_an_in_flight_job_are_r
     user = await register(api)
     job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Nothing to see"})).json()["id"]
     await wait_for_job(api, user, job_id, {"processing"})
-    before = await log.read(f"job.*.{job_id}")
+    before = await log.read(f"job.*.*.{job_id}")
     prediction = {"id": await prediction_of(log, job_id), "status": "failed", "error": "forged"}
     url, body, headers = _signed(stack, job_id, prediction, secret=webhook_signing.new_secret())
     async with httpx.AsyncClient(timeout=30) as client:
@@ -170,7 +170,7 @@ async def test_forged_unsigned_and_stale_webhooks_against_an_in_flight_job_are_r
     assert (forged.status_code, unsigned.status_code, stale.status_code, tampered.status_code) == (401, 401, 400, 401)
     assert "timestamp" in stale.json()["detail"]
     await drained(log)
-    assert await log.read(f"job.*.{job_id}") == before  # a valid one would have failed it (and refunded it)
+    assert await log.read(f"job.*.*.{job_id}") == before  # a valid one would have failed it (and refunded it)
     assert (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["status"] == "processing"
     assert await ledger_events(log, user.id, "refunded") == []
 
@@ -179,12 +179,12 @@ async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api
     user = await register(api)
     job_id = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "On time"})).json()["id"]
     job = await wait_for_job(api, user, job_id, {"completed"})
-    history = await log.read(f"job.*.{job_id}")
+    history = await log.read(f"job.*.*.{job_id}")
     for status in ("processing", "failed"):
         url, body, headers = _signed(stack, job_id, {"id": job["output"]["prediction_id"], "status": status})
         async with httpx.AsyncClient() as client:
             assert (await client.post(url, content=body, headers=headers)).status_code == 200
-    assert len(await log.read(f"job.*.{job_id}")) == len(history)
+    assert len(await log.read(f"job.*.*.{job_id}")) == len(history)
     refunds = await ledger_events(log, user.id, "refunded")
     assert refunds == []
 

@@ -152,7 +152,7 @@ async def _most_processing_at_once(log, job_ids: list[str]) -> int:
     """From the log: the most jobs of the list that were `processing` at the same moment."""
     edges: list[tuple[datetime, int]] = []
     for job_id in job_ids:
-        for stored in await log.read(f"job.transitioned.{job_id}"):
+        for stored in await log.read(f"job.transitioned.*.{job_id}"):
             if stored.event.data.to == "processing":
                 edges.append((stored.event.occurred_at, 1))
             elif stored.event.data.from_status == "processing":

@@ -34,7 +34,7 @@ async def test_a_worker_killed_after_the_work_but_before_the_ack_completes_the_j
     after = (await drained(log, [WORK]))[WORK]  # redelivered past the 3 s ack wait, to the restarted pipeline
     assert after.ack_floor.stream_seq == after.delivered.stream_seq  # settled: nothing left pending
     assert after.delivered.consumer_seq - before.delivered.consumer_seq == 2  # one message, delivered twice
-    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.{job_id}")]
+    history = [getattr(s.event.data, "to", None) for s in await log.read(f"job.*.*.{job_id}")]
     assert history == [None, "processing", "completed"]
     debits = await ledger_events(log, user.id, "debited")
     assert len(debits) == 1

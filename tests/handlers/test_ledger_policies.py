@@ -31,7 +31,7 @@ LONG_AGO = timedelta(seconds=2 * GRACE_S)
 
 
 async def last_transition(log, job_id: str) -> jobs.JobTransitioned:
-    stored = await log.last(f"job.transitioned.{job_id}")
+    stored = await log.last(f"job.transitioned.*.{job_id}")
     return stored.event
 
 
@@ -136,7 +136,7 @@ async def test_a_debit_whose_job_was_never_created_creates_the_job(log, given: G
     await create_job_from_debit(log, debit, grace_s=GRACE_S)
     await create_job_from_debit(log, debit, grace_s=GRACE_S)
 
-    assert appended.subjects() == [jobs.created_subject(job_id)]
+    assert appended.subjects() == [subjects.job("created", "tts", job_id)]
     d = appended.one("job.>").data
     assert (d.user_id, d.type, d.input, d.cost, d.attempt) == (user, JobType.tts, {"text": "hello"}, 2, 1)
     assert violations(log) == []
@@ -154,7 +154,7 @@ async def test_a_batch_debit_whose_batch_was_never_created_creates_the_batch_and
 
     job_ids = [batches.image_job_id(batch_id, i) for i in range(len(keys))]
     assert appended.subjects()[0] == batches.created_subject(batch_id)
-    assert sorted(appended.subjects()[1:]) == sorted(jobs.created_subject(j) for j in job_ids)
+    assert sorted(appended.subjects()[1:]) == sorted(subjects.job("created", "image_edit", j) for j in job_ids)
     for job_id in job_ids:
         assert (await job_on_log(log, job_id)).batch_id == batch_id
 
@@ -169,7 +169,7 @@ async def test_a_retry_debit_whose_retry_never_happened_retries_the_job(log, giv
     await create_job_from_debit(log, debit, grace_s=GRACE_S)
     await create_job_from_debit(log, debit, grace_s=GRACE_S)
 
-    retried = appended.one(f"job.*.{job.id}")
+    retried = appended.one(f"job.*.*.{job.id}")
     assert isinstance(retried, jobs.JobRetried)
     assert (retried.data.attempt, retried.data.requested_by) == (2, "ops@example.com")
     assert appended.subjects() == [jobs.subject_for(retried)]
@@ -226,6 +226,18 @@ async def test_a_debit_younger_than_the_grace_period_is_deferred(log, given: Giv
     assert appended.subjects() == []
 
 
+async def test_a_debit_due_within_the_wait_is_looked_at_once_when_it_is_due(log, given: Given) -> None:
+    user = await given.user(credits=10)
+    job_id = new_id()
+    debit = await given.debit(user, job_id, 1, JobRequest(type=JobType.copy, input={}, cost=1),
+                              at=utcnow() - timedelta(seconds=GRACE_S - 0.05))
+    appended = appended_since(log)
+
+    await create_job_from_debit(log, debit, grace_s=GRACE_S, wait_s=1.0)  # waits 0.05 s, then recovers
+
+    assert appended.subjects() == [subjects.job("created", "copy", job_id)]
+
+
 async def test_a_young_debit_whose_job_exists_is_done_with_at_once(log, given: Given) -> None:
     user = await given.user(credits=10)
     job = await given.job(user)
@@ -242,7 +254,7 @@ async def test_the_api_and_the_recovery_racing_on_one_debit_make_one_job(log, gi
 
     await asyncio.gather(*(create_job_from_debit(log, debit, grace_s=GRACE_S) for _ in range(10)))
 
-    assert appended.subjects() == [jobs.created_subject(job_id)]
+    assert appended.subjects() == [subjects.job("created", "copy", job_id)]
 
 
 async def test_a_batch_cut_off_after_batch_created_gets_every_image_job_from_its_debit(

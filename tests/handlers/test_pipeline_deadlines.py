@@ -73,7 +73,7 @@ async def test_a_job_past_its_deadline_whose_prediction_still_runs_is_canceled_t
     await sweeper.check(job.id)
 
     assert providers.replicate.canceled == ["pred-1"]
-    expired = appended.one(f"job.*.{job.id}")
+    expired = appended.one(f"job.*.*.{job.id}")
     assert expired.data.to is S.expired
     assert expired.data.error == f"no result from the provider within {DEADLINE_S}s"
     await refund_ended_attempt(log, expired)
@@ -88,7 +88,7 @@ async def test_a_job_past_its_deadline_whose_callback_was_lost_completes_from_th
 
     await sweeper.check(job.id)
 
-    completed = appended.one(f"job.*.{job.id}")
+    completed = appended.one(f"job.*.*.{job.id}")
     assert completed.data.to is S.completed and providers.replicate.canceled == []
     stored = [await storage.get(f["key"]) for f in completed.data.output["files"]]
     assert stored == [body for body, _ in FILES.values()]
@@ -102,7 +102,7 @@ async def test_a_job_past_its_deadline_whose_prediction_failed_fails(
 
     await sweeper.check(job.id)
 
-    failed = appended.one(f"job.*.{job.id}")
+    failed = appended.one(f"job.*.*.{job.id}")
     assert (failed.data.to, failed.data.error) == (S.failed, "provider prediction failed: out of memory")
 
 
@@ -164,7 +164,7 @@ async def test_a_job_whose_prediction_the_provider_does_not_know_expires_and_is_
 
     await sweep_once(sweeper, job.id)
 
-    expired = await log.last(f"job.transitioned.{job.id}")
+    expired = await log.last(f"job.transitioned.*.{job.id}")
     assert expired.event.data.to is S.expired
     await refund_ended_attempt(log, expired.event)
     assert await balance(log, user) == 10
@@ -178,7 +178,7 @@ async def test_a_succeeded_prediction_whose_outputs_are_gone_fails_the_job_and_i
 
     await sweep_once(sweeper, job.id)
 
-    failed = await log.last(f"job.transitioned.{job.id}")
+    failed = await log.last(f"job.transitioned.*.{job.id}")
     assert failed.event.data.to is S.failed and "could not be fetched" in failed.event.data.error
     await refund_ended_attempt(log, failed.event)
     assert await balance(log, user) == 10

@@ -43,7 +43,7 @@ async def test_a_succeeded_prediction_completes_the_job_with_its_outputs_stored(
     outcome = await apply(job.id, 1, "succeeded", "pred-1", output=list(FILES), metrics={"predict_time": 2.5})
 
     assert outcome == "completed"
-    completed = appended.one(f"job.*.{job.id}")
+    completed = appended.one(f"job.*.*.{job.id}")
     assert (completed.data.from_status, completed.data.to) == (S.processing, S.completed)
     output = completed.data.output
     assert (output["prediction_id"], output["metrics"]) == ("pred-1", {"predict_time": 2.5})
@@ -138,7 +138,7 @@ async def test_a_failed_prediction_fails_the_job_and_the_ledger_refunds_it_once(
     appended = appended_since(log)
 
     assert await apply(job.id, 1, status, "pred-1", error="NSFW content detected") == "failed"
-    failed = appended.one(f"job.*.{job.id}")
+    failed = appended.one(f"job.*.*.{job.id}")
     assert failed.data.to is S.failed
     assert failed.data.error == f"provider prediction {status}: NSFW content detected"
 

@@ -88,8 +88,14 @@ async def _dead_letters_about(nc, job_ids: set[str]) -> list[logread.Message]:
     return about
 
 
+async def _job_events(nc, job_id: str) -> list[logread.Message]:
+    """Routed subjects and the three-token ones of an older log."""
+    return [*await logread.read_all(nc, "JOBS", subjects.job_events(job_id)),
+            *await logread.read_all(nc, "JOBS", subjects.legacy_job_events(job_id))]
+
+
 async def job_history(nc, job_id: str) -> list[logread.Message]:
-    history = await logread.read_all(nc, "JOBS", subjects.job_events(job_id))
+    history = await _job_events(nc, job_id)
     created = next((m.event() for m in history if m.subject.startswith("job.created.")), None)
     if created is not None:
         user_id = created.data.user_id
@@ -105,7 +111,7 @@ async def user_history(nc, user_id: str) -> list[logread.Message]:
     job_ids = list(dict.fromkeys(e.event().data.job_id for e in entries
                                  if e.subject.split(".")[2] == "debited"))
     for job_id in job_ids:
-        history += await logread.read_all(nc, "JOBS", subjects.job_events(job_id))
+        history += await _job_events(nc, job_id)
     history += await _dead_letters_about(nc, set(job_ids))
     return _in_order(history)
 

@@ -190,7 +190,7 @@ def test_a_retry_of_a_completed_job_and_a_transition_before_creation_are_caught(
                                     requested_by="admin"))
     ghost = jobs.Job(id="j7", user_id="u1", type=JobType.copy, status=S.pending, cost=1, input={},
                      created_at=completed.created_at, updated_at=completed.created_at)
-    log.put("JOBS", "job.transitioned.j7", jobs.decide_transition(ghost, S.processing))
+    log.put("JOBS", "job.transitioned.processing.j7", jobs.decide_transition(ghost, S.processing))
     messages = [v.message for v in audit(log.messages)]
     assert len(messages) == 2
     assert "retried while completed" in messages[0] and "before job.created" in messages[1]
@@ -198,7 +198,7 @@ def test_a_retry_of_a_completed_job_and_a_transition_before_creation_are_caught(
 
 def test_a_redelivered_copy_of_a_job_event_is_not_a_second_fact_but_a_new_creation_is() -> None:
     log = clean_log()
-    created = next(m for m in log.messages if m.subject == "job.created.j1")
+    created = next(m for m in log.messages if m.subject == "job.created.copy.j1")
     log.put("JOBS", created.subject, created.event)  # `genrail dlq redrive` republishes the same event
     assert audit(log.messages) == []
     log.put("JOBS", created.subject, jobs.job_created("j1", "u1", JobType.copy, 1, {}))

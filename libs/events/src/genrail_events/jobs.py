@@ -166,7 +166,8 @@ def job_created(job_id: str, user_id: str, job_type: JobType, cost: int, input: 
 
 
 def created_subject(job_id: str) -> str:
-    return subjects.job("created", job_id)
+    """The filter of a job's creation, whatever its type (a wildcard: for reads, not appends)."""
+    return subjects.job_kind("created", job_id)
 
 
 # --- decide -------------------------------------------------------------------------
@@ -207,8 +208,19 @@ def provider_failed(job: Job, error: str, *, now: datetime | None = None) -> Job
 
 
 def subject_for(event: Event) -> str:
+    """`job.<kind>.<route>.<job id>`: the route is what consumers filter on."""
     kind = event.type.split(".", 1)[1]
-    return subjects.job(kind, event.aggregate_id)
+    return subjects.job(kind, _route(event), event.aggregate_id)
+
+
+def _route(event: Event) -> str:
+    if isinstance(event, JobTransitioned):
+        return str(event.data.to)
+    if isinstance(event, JobCreated | JobRetried):
+        return str(event.data.type)
+    if isinstance(event, JobProviderFailed):
+        return str(event.data.attempt)
+    raise ValueError(f"not a job event: {event.type}")
 
 
 # --- evolve -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
-from genrail_events import subjects
+from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
 from genrail_eventlog.store import CONNECT_OPTIONS, EventStore, ensure_streams
@@ -40,18 +40,20 @@ def consumers(ledger: Ledger) -> list[DurableConsumer]:
     """Every durable consumer of the ledger: one per policy."""
     settings, store = ledger.settings, ledger.store
 
-    def policy(stream: str, durable: str, subject: str, handler) -> DurableConsumer:
-        return DurableConsumer(stream, durable, (subject,), handler=lambda event, _delivery: handler(event),
+    def policy(stream: str, durable: str, subject: str | tuple[str, ...], handler) -> DurableConsumer:
+        filters = (subject,) if isinstance(subject, str) else subject
+        return DurableConsumer(stream, durable, filters, handler=lambda event, _delivery: handler(event),
                                max_deliver=settings.ledger_max_deliver)
 
     return [
         policy("USERS", "ledger-signup-grants", subjects.USER_REGISTERED_ALL,
                lambda event: policies.grant_signup_credits(store, event, settings.signup_credits)),
-        policy("JOBS", "ledger-refunds", subjects.JOB_TRANSITIONED_ALL,
+        policy("JOBS", "ledger-refunds", subjects.job_transitions_to(*sorted(jobs.REFUNDED_STATUSES)),
                lambda event: policies.refund_ended_attempt(store, event)),
         policy("LEDGER", "ledger-job-recovery", subjects.LEDGER_DEBITED_ALL,
                lambda event: policies.create_job_from_debit(store, event,
-                                                            grace_s=settings.ledger_recovery_grace_s)),
+                                                            grace_s=settings.ledger_recovery_grace_s,
+                                                            wait_s=settings.ledger_recovery_grace_s)),
         policy("PAYMENTS", "ledger-purchases", "payment.succeeded.>",
                lambda event: policies.credit_purchase(store, event)),
         policy("PAYMENTS", "ledger-payment-reversals", "payment.reversed.>",

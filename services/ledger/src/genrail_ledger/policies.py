@@ -15,7 +15,7 @@ from genrail_commands.accounts import append_to_account, load_account
 from genrail_commands.batches import create_batch_records
 from genrail_eventlog.consumers import Defer, Retry
 from genrail_eventlog.store import EventStore, retry_on_conflict
-from genrail_commands.jobs import append_job_created, append_job_event, load_job
+from genrail_commands.jobs import append_job_created, append_job_event, job_exists, last_job_event, load_job
 from genrail_runtime.logs import event as log_event
 from genrail_events.payments import resolve_reversal
 
@@ -34,7 +34,7 @@ async def grant_signup_credits(store: EventStore, registered: UserRegistered, am
 async def refund_ended_attempt(store: EventStore, transitioned: jobs.JobTransitioned) -> None:
     d = transitioned.data
     if d.to not in jobs.REFUNDED_STATUSES:
-        return
+        return  # only an older log's unrouted transitions reach here (see bootstrap's filter)
     appended = await append_to_account(
         store, d.user_id, lambda account: ledger.decide_refund(account, d.job_id, d.attempt, d.cost, f"job {d.to}"),
         unique_subject=subjects.ledger(d.user_id, "refunded", d.job_id, str(d.attempt)))
@@ -47,24 +47,31 @@ async def _created_already(store: EventStore, debit: ledger.DebitedData) -> bool
     """Did the API finish what this debit paid for (the job, the retry, or the batch)?"""
     if isinstance(debit.job, ledger.BatchRequest):  # the batch, and every one of its image jobs
         batch_id = debit.job.batch_id
-        wanted = [batches.created_subject(batch_id), *(jobs.created_subject(batches.image_job_id(batch_id, i))
-                                                       for i in range(len(debit.job.image_keys)))]
-        return all(await asyncio.gather(*(store.exists(subject) for subject in wanted)))
+        image_jobs = [batches.image_job_id(batch_id, i) for i in range(len(debit.job.image_keys))]
+        return all(await asyncio.gather(store.exists(batches.created_subject(batch_id)),
+                                        *(job_exists(store, job_id) for job_id in image_jobs)))
     if debit.attempt == 1:
-        return await store.exists(jobs.created_subject(debit.job_id))
-    retried = await store.last(subjects.job("retried", debit.job_id))
+        return await job_exists(store, debit.job_id)
+    retried = await last_job_event(store, "retried", debit.job_id)
     return (retried is not None and isinstance(retried.event, jobs.JobRetried)
             and retried.event.data.attempt >= debit.attempt)
 
 
-async def create_job_from_debit(store: EventStore, debited: ledger.CreditsDebited, *, grace_s: float = 0.0) -> None:
+async def create_job_from_debit(store: EventStore, debited: ledger.CreditsDebited, *, grace_s: float = 0.0,
+                                wait_s: float = 0.0) -> None:
     """The debit is the authoritative 'charge and create': if the API died between the two
     appends, the job is created here from the request the debit carries. A debit younger
-    than `grace_s` is looked at again later: the API normally finishes its own work first."""
+    than `grace_s` is looked at again once it is that old: the API normally finishes its own
+    work first. The handler waits for that itself when it is at most `wait_s` away (the
+    consumer reads in order, so the debits behind it are younger still: one look each, and
+    the consumer runs `grace_s` behind the log); longer, the message is deferred."""
     d = debited.data
+    age_s = (utcnow() - debited.occurred_at).total_seconds()
+    if 0 < grace_s - age_s <= wait_s:
+        await asyncio.sleep(grace_s - age_s)
+        age_s = grace_s
     if await _created_already(store, d):
         return  # the common case: the API created it right after charging
-    age_s = (utcnow() - debited.occurred_at).total_seconds()
     if age_s < grace_s:
         raise Defer(grace_s - age_s)
     if d.attempt != 1:

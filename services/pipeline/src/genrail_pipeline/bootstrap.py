@@ -13,7 +13,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from genrail_events import subjects
+from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
 from genrail_eventlog.store import CONNECT_OPTIONS, EventStore, ensure_streams
@@ -66,7 +66,7 @@ def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
                         max_deliver=settings.pipeline_max_deliver, ack_wait_s=settings.pipeline_ack_wait_s,
                         batch_size=settings.pipeline_batch_size,
                         max_workers=settings.pipeline_max_concurrent),
-        DurableConsumer("JOBS", "pipeline-cancellations", (subjects.JOB_TRANSITIONED_ALL,),
+        DurableConsumer("JOBS", "pipeline-cancellations", subjects.job_transitions_to(jobs.JobStatus.canceled),
                         handler=lambda event, _delivery: cancel_at_provider(
                             pipeline.store, pipeline.providers, event.data),
                         max_deliver=CANCELLATIONS_MAX_DELIVER),
@@ -93,7 +93,8 @@ async def open_pipeline(settings: PipelineSettings, broker: NatsBroker,
             timeout=httpx.Timeout(30.0, connect=5.0), limits=httpx.Limits(max_connections=200)))
         providers = Providers(settings, http, storage)
         limiter = Limiter(settings.pipeline_max_per_user, {"image_edit": settings.pipeline_max_image_edits,
-                                                           "scrape": settings.pipeline_max_scrapes})
+                                                           "scrape": settings.pipeline_max_scrapes},
+                          max_waiting=settings.pipeline_max_waiting_per_user)
         pipeline = Pipeline(settings, nc, store, http, storage, engine, providers,
                             worker=Worker(store, providers, settings, limiter),
                             sweeper=DeadlineSweeper(store, engine, storage, providers, settings))
