@@ -21,7 +21,7 @@ import pytest
 from genrail_commands.accounts import load_account
 from genrail_eventlog.log import Stored
 from genrail_eventlog.memory import InMemoryEventLog, subject_matches
-from genrail_events import batches, jobs, ledger, users
+from genrail_events import batches, jobs, ledger, subjects, users
 from genrail_events.audit import Logged, Violation, audit
 from genrail_events.envelope import Event
 from genrail_events.jobs import JobStatus, JobType
@@ -38,11 +38,13 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def subject_of(event: Event) -> str:
+def subject_of(event: Event, *, legacy: bool = False) -> str:
     """The subject a service appends this event to (ledger entries come as the `Entry` their
-    decide function returns, which names its subject)."""
+    decide function returns, which names its subject). `legacy`: a job event's subject as
+    logs written before routing tokens have it (`job.<kind>.<id>`)."""
     if isinstance(event, jobs.JOB_EVENTS):
-        return jobs.subject_for(event)
+        return subjects.legacy_job_kind(event.type.split(".", 1)[1], event.aggregate_id) if legacy \
+            else jobs.subject_for(event)
     if isinstance(event, batches.BatchCreated):
         return batches.created_subject(event.aggregate_id)
     if isinstance(event, users.UserRegistered):
@@ -87,13 +89,13 @@ class Given:
     def __init__(self, log: InMemoryEventLog):
         self.log = log
 
-    async def events(self, *facts: Event | ledger.Entry) -> list[Stored]:
+    async def events(self, *facts: Event | ledger.Entry, legacy: bool = False) -> list[Stored]:
         out = []
         for fact in facts:
             if isinstance(fact, ledger.Entry):
                 subject, event, msg_id = fact.subject, fact.event, fact.msg_id
             else:
-                subject, event, msg_id = subject_of(fact), fact, None
+                subject, event, msg_id = subject_of(fact, legacy=legacy), fact, None
             appended = await self.log.append(subject, event, msg_id=msg_id)
             out.append(Stored(appended.seq, subject, event))
         return out
@@ -122,15 +124,16 @@ class Given:
 
     async def job(self, user_id: str, *path: Step, type: JobType = JobType.copy, cost: int = 1,
                   input: dict[str, Any] | None = None, at: datetime | None = None,
-                  refunds: bool = True) -> jobs.Job:
+                  refunds: bool = True, legacy: bool = False, job_id: str | None = None) -> jobs.Job:
         """A paid job (its debit, then `job.created`) moved along `path`: statuses, a status
         with its transition's fields, or RETRIED (the retry's debit, then `job.retried`).
         Unless `refunds=False`, every attempt that ends failed, canceled or expired is
-        refunded, as the ledger does. `at` dates every event of the history."""
-        job_id, input = new_id(), input if input is not None else {"product": "a desk lamp"}
+        refunded, as the ledger does. `at` dates every event of the history. `legacy`: the
+        job's events on the three-token subjects of a log written before routing tokens."""
+        job_id, input = job_id or new_id(), input if input is not None else {"product": "a desk lamp"}
         await self.debit(user_id, job_id, 1, ledger.JobRequest(type=type, input=input, cost=cost), at=at)
         created = jobs.job_created(job_id, user_id, type, cost, input, now=at)
-        await self.events(created)
+        await self.events(created, legacy=legacy)
         job = jobs.evolve(None, created)
         for step in path:
             if step == RETRIED:
@@ -140,7 +143,7 @@ class Given:
             else:
                 status, fields = step if isinstance(step, tuple) else (step, {})
                 event = jobs.decide_transition(job, JobStatus(status), now=at, **fields)
-            await self.events(event)
+            await self.events(event, legacy=legacy)
             job = jobs.evolve(job, event)
             if refunds and step != RETRIED and job.status in jobs.REFUNDED_STATUSES:
                 ended = job
@@ -157,7 +160,8 @@ async def balance(log: InMemoryEventLog, user_id: str) -> int:
 
 
 async def job_on_log(log: InMemoryEventLog, job_id: str) -> jobs.Job:
-    history = await log.read(f"job.*.{job_id}")
+    history = sorted([*await log.read(subjects.job_events(job_id)),
+                      *await log.read(subjects.legacy_job_events(job_id))], key=lambda s: s.seq)
     job = jobs.fold([s.event for s in history])
     assert job is not None, f"job {job_id} is not on the log"
     return job
@@ -201,6 +205,7 @@ def storage(tmp_path: Path) -> FileStorage:
 def settings(tmp_path: Path) -> PipelineSettings:
     """The pipeline's settings, every value a test relies on given explicitly."""
     return PipelineSettings(pipeline_provider_attempts=3, pipeline_defer_s=0.25, pipeline_max_per_user=1,
+                            pipeline_slot_wait_s=0.05, pipeline_max_waiting_per_user=2,
                             pipeline_max_image_edits=8, pipeline_max_scrapes=16, deadline_static_ad_s=300,
                             deadline_ugc_video_s=900, deadline_tts_s=300, max_output_bytes=1_000_000,
                             webhooks_public_url="http://webhooks.test",

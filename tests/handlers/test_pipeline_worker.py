@@ -4,6 +4,8 @@ so (returns: ack; Retry, Defer, DeadLetter: what `consumers.settle` does with th
 
 from __future__ import annotations
 
+import asyncio
+
 import inspect
 
 import pytest
@@ -30,7 +32,8 @@ COPY = {"headline": "Dry feet, any trail", "body": "Trail boots that keep the ra
 @pytest.fixture
 def limiter(settings: PipelineSettings) -> Limiter:
     return Limiter(settings.pipeline_max_per_user, {"image_edit": settings.pipeline_max_image_edits,
-                                                    "scrape": settings.pipeline_max_scrapes})
+                                                    "scrape": settings.pipeline_max_scrapes},
+                   max_waiting=settings.pipeline_max_waiting_per_user)
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ def pipeline(log, settings: PipelineSettings, limiter: Limiter):
 
 async def deliver(worker: Worker, log, job_id: str, kind: str = "created", *, num_delivered: int = 1) -> None:
     """Deliver the job's last `job.<kind>` message to the worker, as the work consumer does."""
-    message = await log.last(subjects.job(kind, job_id))
+    message = await log.last(subjects.job_kind(kind, job_id))
     await worker.handle(message.event, message.seq, num_delivered)
 
 
@@ -247,6 +250,40 @@ async def test_no_free_slot_queues_the_job_and_defers_it_without_counting_a_fail
     limiter.release(user, "copy")
     await deliver(worker, log, job.id, num_delivered=3)
     assert [e.data.to for e in appended.events()] == [S.queued, S.processing, S.completed]
+
+
+async def test_a_job_waiting_for_its_users_slot_starts_when_it_frees_without_a_deferral(
+        log, given: Given, pipeline, limiter) -> None:
+    user = await given.user()
+    first, second = await given.job(user), await given.job(user)
+    worker, providers = pipeline(COPY)
+    assert limiter.try_acquire(user, "copy")  # the user's one slot is busy with another job
+    appended = appended_since(log)
+
+    waiting = asyncio.create_task(deliver(worker, log, second.id))
+    await asyncio.sleep(0.01)
+    limiter.release(user, "copy")
+    await waiting
+
+    assert [e.data.to for e in appended.events()] == [S.processing, S.completed]  # never queued
+    assert (await job_on_log(log, first.id)).status is S.pending
+
+
+async def test_a_users_waiting_jobs_are_bounded_and_the_rest_deferred_at_once(
+        log, given: Given, pipeline, settings, limiter) -> None:
+    user, other = await given.user(), await given.user()
+    jobs_of_user = [await given.job(user) for _ in range(settings.pipeline_max_waiting_per_user + 1)]
+    worker, _ = pipeline(COPY)
+    assert limiter.try_acquire(user, "copy")
+    waiters = [asyncio.create_task(deliver(worker, log, j.id)) for j in jobs_of_user[:-1]]
+    await asyncio.sleep(0)
+
+    with pytest.raises(Defer):  # the user already has max_waiting jobs waiting: no wait at all
+        await asyncio.wait_for(deliver(worker, log, jobs_of_user[-1].id), settings.pipeline_slot_wait_s / 2)
+    await deliver(worker, log, (await given.job(other)).id)  # another user is not held up
+
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, Defer) for r in results)  # the slot never freed: deferred after the wait
 
 
 # --- async jobs: a prediction, completed later by its webhook ------------------------------

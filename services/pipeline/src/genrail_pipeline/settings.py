@@ -17,7 +17,11 @@ class PipelineSettings(CommonSettings, StorageSettings):
     pipeline_max_per_user: int = Field(4, description="Jobs of one user handled at once by one process")
     pipeline_max_image_edits: int = Field(8, description="Image edits in flight at once (provider rate limit)")
     pipeline_max_scrapes: int = Field(16, description="Scrapes in flight at once")
-    pipeline_defer_s: float = Field(0.5, description="How long a job without a free slot waits")
+    pipeline_slot_wait_s: float = Field(2.0, description="How long a job waits in memory for a free slot "
+                                        "before it is deferred")
+    pipeline_max_waiting_per_user: int = Field(16, description="Jobs of one user waiting in memory for a slot; "
+                                                "more are deferred at once")
+    pipeline_defer_s: float = Field(0.5, description="How long a deferred job (no free slot) waits in the queue")
     pipeline_ack_wait_s: float = Field(60.0, description="A delivery not acked by then is redelivered")
     pipeline_batch_size: int = Field(64, description="Jobs fetched per pull")
 

@@ -40,7 +40,7 @@ class Worker:
             job, seq = await load_job(self.store, event.aggregate_id)
         if job is None or job.status in jobs.FINAL_STATUSES or job.attempt != event.data.attempt:
             return  # already done, canceled, or a message of an earlier attempt
-        if not self.limiter.try_acquire(job.user_id, job.type.value):
+        if not await self.limiter.acquire(job.user_id, job.type.value, self.settings.pipeline_slot_wait_s):
             await self._wait_in_queue(job, seq)
             raise Defer(self.settings.pipeline_defer_s)
         try:
