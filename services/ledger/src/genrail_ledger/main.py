@@ -3,13 +3,12 @@ entries) are projected by the projector, like every other table."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream import FastStream
 
-from genrail_runtime import logs, telemetry
+from genrail_runtime import eventloop, logs, telemetry
 from genrail_runtime.background import Background
 
 from . import bootstrap
@@ -32,4 +31,4 @@ def run() -> None:
     settings = LedgerSettings()
     telemetry.setup("ledger", settings)
     logs.configure("ledger", settings.log_level)
-    asyncio.run(create_app(settings).run())
+    eventloop.run(create_app(settings).run())

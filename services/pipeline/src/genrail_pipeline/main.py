@@ -4,13 +4,12 @@ they use is built in `bootstrap`."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream import FastStream
 
-from genrail_runtime import logs, telemetry
+from genrail_runtime import eventloop, logs, telemetry
 from genrail_runtime.background import Background
 
 from . import bootstrap
@@ -33,4 +32,4 @@ def run() -> None:
     settings = PipelineSettings()
     telemetry.setup("pipeline", settings)
     logs.configure("pipeline", settings.log_level)
-    asyncio.run(create_app(settings).run())
+    eventloop.run(create_app(settings).run())

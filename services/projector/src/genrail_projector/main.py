@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from genrail_readmodels import registry, runner
-from genrail_runtime import logs, telemetry
+from genrail_runtime import eventloop, logs, telemetry
 
 from .bootstrap import open_projector
 from .settings import ProjectorSettings
@@ -27,4 +27,4 @@ def run() -> None:
     settings = ProjectorSettings()
     logs.configure("projector", settings.log_level)
     telemetry.setup("projector", settings)
-    asyncio.run(main(settings))
+    eventloop.run(main(settings))
