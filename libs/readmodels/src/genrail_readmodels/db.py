@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,6 +36,14 @@ async def create_schema(engine: AsyncEngine, statements: list[str]) -> None:
     async with engine.begin() as conn:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SCHEMA_LOCK})
         await run_ddl(conn, [CHECKPOINTS_DDL, *statements])
+
+
+async def copy_rows(conn: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """Write `rows` (tuples in the order of `columns`) into `table` with one binary COPY on
+    the connection's asyncpg connection, in its transaction if it has begun one (jsonb as
+    JSON text, uuid as text or UUID, as the statements of the projections take them)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    await driver.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> tuple[int, int | None]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from genrail_events.envelope import Event
@@ -25,6 +27,9 @@ from .db import CHECKPOINTS_DDL, SCHEMA_LOCK, load_checkpoint, run_ddl, save_che
 from genrail_eventlog.reader import OrderedReader, stream_seq
 from genrail_eventlog.store import Stored
 from .table_diff import Difference, compare, table_exists
+
+if TYPE_CHECKING:
+    from .bulk import Loader
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,19 @@ async def read_batches(nc: NATS, projection: Projection, from_seq: int, *, batch
             batch = [Stored(stream_seq(m), m.subject, Event.from_bytes(m.data)) for m in msgs]
             from_seq = batch[-1].seq
             yield batch
+
+
+async def read_events(nc: NATS, projection: Projection, from_seq: int, *, batch_size: int, stop_at: int):
+    """Yield ordered batches of (stream sequence, event) with sequence > from_seq, until
+    `stop_at` is passed: `read_batches` for a rebuild, without a `Stored` per event."""
+    decode = Event.from_bytes
+    async with OrderedReader(nc, projection.stream, projection.subjects, from_seq) as reader:
+        while from_seq < stop_at:
+            msgs = await reader.take(batch_size, timeout_s=0.25)
+            if msgs:
+                batch = [(stream_seq(m), decode(m.data)) for m in msgs]
+                from_seq = batch[-1][0]
+                yield batch
 
 
 async def apply_batch(engine: AsyncEngine, projection: Projection, batch: Sequence[Stored],
@@ -170,12 +188,15 @@ async def last_position(nc: NATS, projection: Projection) -> int:
 
 async def rebuild(nc: NATS, engine: AsyncEngine, projection_factory: ProjectionFactory, *,
                   on_progress: Callable[[RebuildProgress], None] | None = None, verify: bool = False,
-                  batch_size: int = 2000) -> RebuildResult:
+                  batch_size: int = 2000, bulk: bool = True, rows_in_memory: int | None = None) -> RebuildResult:
     """Rebuild a projection from the start of the log and swap it in (see above). With
     `verify`, compare the rebuilt tables with the live ones instead of swapping, and leave
-    the live tables as they are."""
+    the live tables as they are. With `bulk` (the default) a projection that has a bulk
+    loader (`bulk.py`) is folded in memory and written with COPY, holding up to
+    `rows_in_memory` rows of tables whose rows later events change; without, or for a
+    projection without one, with its `apply`, one transaction per `batch_size` events."""
     result = await _rebuild(nc, engine, projection_factory, on_progress=on_progress, verify=verify,
-                            batch_size=batch_size, only_if_older=False)
+                            batch_size=batch_size, only_if_older=False, bulk=bulk, rows_in_memory=rows_in_memory)
     assert result is not None  # only a version check skips a rebuild
     return result
 
@@ -197,12 +218,12 @@ async def ensure_current_version(nc: NATS, engine: AsyncEngine, projection_facto
     log.info("projection.rebuild", extra={"projection": projection.name, "from_version": version,
                                           "to_version": projection.version})
     return await _rebuild(nc, engine, projection_factory, on_progress=on_progress, verify=False,
-                          batch_size=2000, only_if_older=True)
+                          batch_size=2000, only_if_older=True, bulk=True, rows_in_memory=None)
 
 
 async def _rebuild(nc: NATS, engine: AsyncEngine, projection_factory: ProjectionFactory, *,
                    on_progress: Callable[[RebuildProgress], None] | None, verify: bool, batch_size: int,
-                   only_if_older: bool) -> RebuildResult | None:
+                   only_if_older: bool, bulk: bool, rows_in_memory: int | None) -> RebuildResult | None:
     live = projection_factory()
     shadow = projection_factory(*(shadow_name(t) for t in live.tables))
     started = time.perf_counter()
@@ -215,14 +236,24 @@ async def _rebuild(nc: NATS, engine: AsyncEngine, projection_factory: Projection
                     _position, version = await load_checkpoint(conn, live.name)
                 if version is None or version >= live.version:
                     return None
-            filler = _Filler(nc, shadow, live.name, on_progress, batch_size)
+            filler = _Filler(nc, shadow, live.name, on_progress, batch_size,
+                             _loader(live.name, shadow.tables, rows_in_memory) if bulk else None)
+            # The secondary indexes are built once the rows are in, cheaper than kept up
+            # row by row (the fill reads and writes by primary key only).
+            tables_ddl = [s for s in shadow.ddl if not _INDEX_DDL.match(s)]
+            indexes_ddl = [s for s in shadow.ddl if _INDEX_DDL.match(s)]
             async with engine.begin() as conn:
                 await _schema_lock(conn)
                 await run_ddl(conn, [CHECKPOINTS_DDL, *(f"DROP TABLE IF EXISTS {t} CASCADE" for t in shadow.tables),
-                                     *shadow.ddl])
+                                     *tables_ddl])
             filler.target = await last_position(nc, live)
             await filler.fill(engine, filler.target)             # the log as it was at the start
             await filler.fill(engine, await last_position(nc, live))  # what came meanwhile
+            await filler.flush(engine)
+            if indexes_ddl:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+                    await run_ddl(conn, indexes_ddl)
             differences: list[Difference] = []
             async with engine.begin() as conn:
                 live_position = await _freeze(conn, live, exclusive=not verify)
@@ -243,26 +274,47 @@ async def _rebuild(nc: NATS, engine: AsyncEngine, projection_factory: Projection
 
 
 class _Filler:
-    """Applies the log to the shadow tables, in order, and reports progress."""
+    """Applies the log to the shadow tables, in order, and reports progress: with a bulk
+    loader when it has one (until `flush`), else with the projection's `apply`."""
 
     def __init__(self, nc: NATS, shadow: Projection, name: str,
-                 on_progress: Callable[[RebuildProgress], None] | None, batch_size: int):
+                 on_progress: Callable[[RebuildProgress], None] | None, batch_size: int, loader: Loader | None = None):
         self.nc, self.shadow, self.name = nc, shadow, name
-        self.on_progress, self.batch_size = on_progress, batch_size
+        self.on_progress, self.batch_size, self.loader = on_progress, batch_size, loader
         self.position = self.events = self.target = 0
 
     async def fill(self, engine: AsyncEngine, upto: int) -> None:
-        """Up to (at least) `upto`, one transaction per batch."""
+        """Up to (at least) `upto`: into the loader, or one transaction per batch."""
         if self.position >= upto:
+            return
+        if self.loader is not None:
+            await self._fill_bulk(engine, upto)
             return
         batches = read_batches(self.nc, self.shadow, self.position, batch_size=self.batch_size, stop_at=upto)
         async for batch in _read_ahead(batches):  # decode the next batch while PostgreSQL writes this one
             async with engine.begin() as conn:
                 await self.shadow.apply(conn, batch)
-            self._advance(batch)
+            self._advance(batch[-1].seq, len(batch))
+
+    async def _fill_bulk(self, engine: AsyncEngine, upto: int) -> None:
+        loader = self.loader
+        assert loader is not None
+        async with engine.connect() as conn:
+            batches = read_events(self.nc, self.shadow, self.position, batch_size=self.batch_size, stop_at=upto)
+            async for batch in _read_ahead(batches):  # read and decode the next while this one folds
+                await loader.absorb(conn, batch)
+                self._advance(batch[-1][0], len(batch))
+
+    async def flush(self, engine: AsyncEngine) -> None:
+        """Write whatever the loader holds; from here on the projection's `apply` goes on."""
+        if self.loader is not None:
+            async with engine.connect() as conn:
+                await self.loader.flush(conn)
+            self.loader = None
 
     async def fill_in(self, conn: AsyncConnection, upto: int) -> None:
-        """Up to exactly `upto`, inside the caller's transaction."""
+        """Up to exactly `upto`, inside the caller's transaction, with `apply`."""
+        assert self.loader is None, "flush the bulk loader first"
         if self.position >= upto:
             return
         async for batch in read_batches(self.nc, self.shadow, self.position, batch_size=self.batch_size,
@@ -270,12 +322,21 @@ class _Filler:
             batch = [s for s in batch if s.seq <= upto]
             if batch:
                 await self.shadow.apply(conn, batch)
-                self._advance(batch)
+                self._advance(batch[-1].seq, len(batch))
 
-    def _advance(self, batch: Sequence[Stored]) -> None:
-        self.position, self.events = batch[-1].seq, self.events + len(batch)
+    def _advance(self, position: int, events: int) -> None:
+        self.position, self.events = position, self.events + events
         if self.on_progress is not None:
             self.on_progress(RebuildProgress(self.name, self.position, max(self.target, self.position), self.events))
+
+
+_INDEX_DDL = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
+
+
+def _loader(name: str, tables: tuple[str, ...], rows_in_memory: int | None) -> Loader | None:
+    from . import bulk  # imports the projections, which import this module
+
+    return bulk.loader_for(name, tables, rows_in_memory=rows_in_memory)
 
 
 async def _read_ahead(batches: AsyncIterator[list[Stored]], depth: int = 2) -> AsyncIterator[list[Stored]]:
