@@ -1,5 +1,5 @@
-"""Each process of the stack holds exactly one NATS connection: the workers' FastStream
-broker connection is also the one their event store appends and reads on."""
+"""Each process of the stack holds exactly one NATS connection: the one the workers'
+consumers fetch on is also the one their event store appends and reads on."""
 
 from __future__ import annotations
 

@@ -48,8 +48,7 @@ WRONG_LAST_SEQUENCE_CODES = frozenset({WRONG_LAST_SEQUENCE, 10164})
 DUPLICATE_IN_PROCESS = 10158
 
 
-# How every genrail process connects: reconnect forever, quickly. A FastStream broker is
-# given the same options, so its connection can be the process's only one.
+# How every genrail process connects: reconnect forever, quickly.
 CONNECT_OPTIONS: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, "connect_timeout": 5}
 
 

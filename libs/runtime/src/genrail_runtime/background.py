@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 class Background:
     """Runs loops of the shape `async def run(stop: asyncio.Event)` until `stop()`.
 
-    A FastStream worker calls `stop()` from its on_shutdown hook, so the loops end before
-    the broker drains the NATS connection they share; calling it again does nothing."""
+    A worker calls `stop()` when it is told to stop, so the loops (its consumers among them)
+    end before the NATS connection they share drains; calling it again does nothing."""
 
     def __init__(self) -> None:
         self._stop = asyncio.Event()

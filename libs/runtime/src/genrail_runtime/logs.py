@@ -45,7 +45,7 @@ def configure(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that log every message or request: keep them below the service's level.
-    for noisy in ("faststream", "faststream.access", "uvicorn.access", "httpx", "aiobotocore", "botocore"):
+    for noisy in ("uvicorn.access", "httpx", "aiobotocore", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

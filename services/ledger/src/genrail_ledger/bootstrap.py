@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
 from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
-from genrail_eventlog.store import CONNECT_OPTIONS, EventStore, ensure_streams
+from genrail_eventlog.store import EventStore, connect, ensure_streams
 from genrail_runtime.background import Background
 
 from . import policies
@@ -25,15 +24,8 @@ class Ledger:
     """What the ledger's policies run on."""
 
     settings: LedgerSettings
-    nc: NATS  # the broker's own connection: the process's only one
+    nc: NATS  # the process's only connection
     store: EventStore
-
-
-def broker(settings: LedgerSettings) -> NatsBroker:
-    """The process's NATS connection. FastStream logs each message at log_level (DEBUG),
-    below the service's level; graceful_timeout is how long shutdown waits for handlers."""
-    return NatsBroker(settings.nats_url, name="genrail-ledger", **CONNECT_OPTIONS, log_level=10,
-                      graceful_timeout=10)
 
 
 def consumers(ledger: Ledger) -> list[DurableConsumer]:
@@ -62,20 +54,19 @@ def consumers(ledger: Ledger) -> list[DurableConsumer]:
 
 
 @asynccontextmanager
-async def open_ledger(settings: LedgerSettings, broker: NatsBroker,
-                      background: Background) -> AsyncIterator[Ledger]:
-    """Connect the broker, make sure the streams and the consumers exist, subscribe to the
-    consumers and start reading their lag. Run before the broker starts; the broker drains
-    the connection when it stops."""
-    nc = await broker.connect()
-    ledger = Ledger(settings, nc, EventStore(nc))
-    await ensure_streams(ledger.store.js, replicas=settings.stream_replicas,
-                         duplicate_window_s=settings.stream_duplicate_window_s)
-    table = consumers(ledger)
-    await declare_consumers(broker, ledger.store.js, table)
-    lag = ConsumerLag(ledger.store.js, [(c.stream, c.durable) for c in table])
-    background.start(lag.run)
+async def open_ledger(settings: LedgerSettings, background: Background) -> AsyncIterator[Ledger]:
+    """Connect, make sure the streams and the consumers exist, and start reading the
+    consumers and their lag in `background`. On leaving, the background stops (if it has
+    not) and then the connection drains."""
+    nc = await connect(settings.nats_url, "genrail-ledger")
     try:
+        ledger = Ledger(settings, nc, EventStore(nc))
+        await ensure_streams(ledger.store.js, replicas=settings.stream_replicas,
+                             duplicate_window_s=settings.stream_duplicate_window_s)
+        table = consumers(ledger)
+        background.start(*await declare_consumers(ledger.store.js, table, graceful_s=10))
+        background.start(ConsumerLag(ledger.store.js, [(c.stream, c.durable) for c in table]).run)
         yield ledger
     finally:
         await background.stop()
+        await nc.drain()

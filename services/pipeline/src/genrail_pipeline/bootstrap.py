@@ -9,14 +9,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
-from genrail_eventlog.store import CONNECT_OPTIONS, EventStore, ensure_streams
+from genrail_eventlog.store import EventStore, connect, ensure_streams
 from genrail_readmodels.db import make_engine
 from genrail_runtime.background import Background
 from genrail_storage.store import Storage
@@ -35,7 +34,7 @@ class Pipeline:
     """What the pipeline's consumers and its deadline sweeper run on."""
 
     settings: PipelineSettings
-    nc: NATS  # the broker's own connection: the process's only one
+    nc: NATS  # the process's only connection
     store: EventStore
     http: httpx.AsyncClient
     storage: Storage
@@ -43,13 +42,6 @@ class Pipeline:
     providers: Providers
     worker: Worker
     sweeper: DeadlineSweeper
-
-
-def broker(settings: PipelineSettings) -> NatsBroker:
-    """The process's NATS connection. FastStream logs each message at log_level (DEBUG),
-    below the service's level; graceful_timeout is how long shutdown waits for handlers."""
-    return NatsBroker(settings.nats_url, name="genrail-pipeline", **CONNECT_OPTIONS, log_level=10,
-                      graceful_timeout=30)
 
 
 def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
@@ -74,14 +66,14 @@ def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
 
 
 @asynccontextmanager
-async def open_pipeline(settings: PipelineSettings, broker: NatsBroker,
-                        background: Background) -> AsyncIterator[Pipeline]:
-    """Connect the broker, make sure the streams and the consumers exist, open the clients,
-    subscribe to the consumers and start the deadline sweeper and the lag reader. Entered
-    before the broker starts and left after it stopped: the broker drains the connection,
-    and the clients are closed once in-flight jobs are done."""
+async def open_pipeline(settings: PipelineSettings, background: Background) -> AsyncIterator[Pipeline]:
+    """Connect, make sure the streams and the consumers exist, open the clients, and start
+    reading the consumers, the deadline sweeper and the lag reader in `background`. On
+    leaving, in reverse order: the background stops (jobs in hand finish), the clients
+    close, the connection drains."""
     async with AsyncExitStack() as opened:  # closed in reverse order
-        nc = await broker.connect()
+        nc = await connect(settings.nats_url, "genrail-pipeline")
+        opened.push_async_callback(nc.drain)
         store = EventStore(nc)
         await ensure_streams(store.js, replicas=settings.stream_replicas,
                              duplicate_window_s=settings.stream_duplicate_window_s)
@@ -99,7 +91,7 @@ async def open_pipeline(settings: PipelineSettings, broker: NatsBroker,
                             worker=Worker(store, providers, settings, limiter),
                             sweeper=DeadlineSweeper(store, engine, storage, providers, settings))
         table = consumers(pipeline)
-        await declare_consumers(broker, store.js, table)
+        background.start(*await declare_consumers(store.js, table, graceful_s=30))
         lag = ConsumerLag(store.js, [(c.stream, c.durable) for c in table])
         background.start(pipeline.sweeper.run, lag.run)
         opened.push_async_callback(background.stop)
