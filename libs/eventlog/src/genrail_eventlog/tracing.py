@@ -8,6 +8,8 @@ callback, a deadline) continues it from the headers of the job's last event: `co
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 
@@ -28,7 +30,11 @@ def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
     return propagate.extract(dict(headers or {}))
 
 
+@functools.cache
 def tracer(name: str = TRACER) -> trace.Tracer:
+    """One tracer per name for the process (the SDK builds a new one on every get_tracer,
+    which profiled as a tenth of a worker's CPU). Before a provider is set this is a proxy
+    that follows the provider set later, so caching it is safe."""
     return trace.get_tracer(name)
 
 
