@@ -95,6 +95,12 @@ def span_processors(service: str, settings: CommonSettings) -> list[SpanProcesso
     return processors
 
 
+def fastapi_telemetry() -> dict[str, bool]:
+    """FastAPI's own telemetry (`FastAPI(telemetry=...)`): request spans only when spans go
+    somewhere (as for the libraries above); its request-duration metrics always, on /metrics."""
+    return {"tracing": _LIBRARIES_TRACED, "operation_spans": _LIBRARIES_TRACED, "metrics": True}
+
+
 def instrument_app(app: FastAPI) -> None:
     """Trace the app's requests (a SERVER span each, continuing a caller's W3C context) and
     serve the process's metrics at /metrics."""

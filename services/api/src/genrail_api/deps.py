@@ -23,23 +23,25 @@ from .stripe_checkout import StripeCheckout
 bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /api/users")
 
 
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per request for a dictionary lookup.
 def get_resources(request: Request) -> ApiResources:
     return request.app.state.resources
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_log(request: Request) -> EventStore:
+async def get_log(request: Request) -> EventStore:
     return get_resources(request).store
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return get_resources(request).storage
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     return get_resources(request).engine
 
 
@@ -48,7 +50,7 @@ async def get_db(request: Request):
         yield conn
 
 
-def get_checkout(request: Request) -> StripeCheckout:
+async def get_checkout(request: Request) -> StripeCheckout:
     checkout = get_resources(request).stripe_checkout
     if checkout is None:
         raise BillingUnavailable("billing is not configured: set STRIPE_API_KEY on the API")
@@ -82,7 +84,7 @@ admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
 async def require_admin(request: Request,
                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]) -> str:
     """Every /api/admin route: the configured token, compared in constant time."""
-    token = get_settings(request).admin_token
+    token = request.app.state.settings.admin_token
     if token is None or not token.get_secret_value():
         raise AdminDisabled("the admin API is disabled: set ADMIN_TOKEN on the API to enable it")
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:

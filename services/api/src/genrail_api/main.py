@@ -38,7 +38,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             app.state.resources = resources
             yield
 
-    app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="genrail API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  telemetry=telemetry.fastapi_telemetry())
     app.state.settings = settings
     errors.install(app)
     for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,

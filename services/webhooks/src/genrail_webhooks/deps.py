@@ -14,23 +14,25 @@ from .bootstrap import WebhooksResources
 from .settings import WebhooksSettings
 
 
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per request for a dictionary lookup.
 def get_resources(request: Request) -> WebhooksResources:
     return request.app.state.resources
 
 
-def get_settings(request: Request) -> WebhooksSettings:
+async def get_settings(request: Request) -> WebhooksSettings:
     return request.app.state.settings
 
 
-def get_log(request: Request) -> EventStore:
+async def get_log(request: Request) -> EventStore:
     return get_resources(request).store
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return get_resources(request).storage
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     return get_resources(request).http
 
 

@@ -27,7 +27,7 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
             app.state.resources = resources
             yield
 
-    app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="genrail webhooks", version="0.1.0", lifespan=lifespan, telemetry=telemetry.fastapi_telemetry(),
                   description="Signed callbacks from providers and payment events.")
     app.state.settings = settings
     app.include_router(stripe.router)

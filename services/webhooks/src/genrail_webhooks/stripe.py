@@ -33,7 +33,7 @@ from genrail_webhooks.stripe_events import (
     verify_stripe_event,
 )
 
-from .deps import SettingsDep, get_log
+from .deps import SettingsDep, get_resources
 
 log = logging.getLogger("genrail.webhooks.stripe")
 router = APIRouter(tags=["stripe"])
@@ -98,7 +98,7 @@ async def receive_stripe_event(request: Request, settings: SettingsDep) -> Strip
             metrics.get().webhook_verification_failed("stripe")
         log.warning("stripe.webhook_rejected", extra={"reason": str(exc)})
         return _error(400, str(exc))
-    store = get_log(request)  # only now: what is refused above is answered without the log
+    store = get_resources(request).store  # only now: what is refused above is answered without the log
     try:
         appended = await store.append_first(subject, event, msg_id=msg_id)
     except (nats.errors.Error, asyncio.TimeoutError) as exc:
