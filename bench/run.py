@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 import hashlib
+import shutil
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -267,8 +268,12 @@ async def bench_genrail(args: argparse.Namespace) -> Side:
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
             await run_loads(side, ports.api, stack.database_url,
                             lambda count, credits: fund_genrail(api, stack.nats_url, count, credits), args, tops)
-    finally:
+    except BaseException:
         stack.stop()
+        print(f"  genrail failed; its data and logs are kept in {data}", flush=True)
+        raise
+    stack.stop()
+    discard(data, args)
     return side
 
 
@@ -296,9 +301,21 @@ async def bench_crud(args: argparse.Namespace) -> Side:
             await run_loads(side, stack.api_port, stack.database_url, fund, args, stack.pids())
         finally:
             await conn.close()
-    finally:
+    except BaseException:
         stack.stop()
+        print(f"  the CRUD peer failed; its data and logs are kept in {data}", flush=True)
+        raise
+    stack.stop()
+    discard(data, args)
     return side
+
+
+def discard(data: Path, args: argparse.Namespace) -> None:
+    """A stack's data directory goes once the run went through (--keep keeps it, with its logs)."""
+    if args.keep:
+        print(f"  kept {data}", flush=True)
+    else:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 # --- printing ----------------------------------------------------------------------------
@@ -328,6 +345,8 @@ def report(sides: dict[str, Side], args: argparse.Namespace) -> None:
     if g and g.raw:
         print(f"  raw JetStream on genrail's nats-server: pipelined publish {g.raw[0]:,.0f} msg/s, "
               f"pull fetch+ack {g.raw[1]:,.0f} msg/s (ceilings)")
+    print("  genrail÷CRUD above 1: genrail's figure is the higher one (better for rates; worse for latency, "
+          "CPU and memory)")
     head = f"  {'':<34} {'genrail':>14} {'CRUD':>14}   {'genrail÷CRUD':>8}"
 
     print("\nidle memory: every process of the stack, started and idle, before any load")
@@ -418,11 +437,13 @@ def cli() -> None:
     parser.add_argument("--open-seconds", type=float, default=10, help="open loop: how long")
     parser.add_argument("--open-users", type=int, default=100, help="open loop: users the requests are spread over")
     parser.add_argument("--raw", type=int, default=20000, help="messages for the raw JetStream ceilings")
-    parser.add_argument("--crud-pool", choices=("solo", "prefork"), default="solo", help="the peer's Celery pool")
+    parser.add_argument("--crud-pool", choices=("solo", "prefork"), default="solo",
+                        help="the peer's Celery pool (solo: measured the cheaper per job on 2 cores, see bench/README.md)")
     parser.add_argument("--crud-concurrency", type=int, default=2, help="prefork children of the peer's worker")
     parser.add_argument("--settle", type=float, default=3, help="seconds each stack idles before memory is read")
     parser.add_argument("--complete-timeout", type=float, default=240,
                         help="seconds to wait for a load's jobs to complete")
+    parser.add_argument("--keep", action="store_true", help="keep each stack's data directory and logs")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, both sides, under a minute; exits non-zero unless all is green")
     args = parser.parse_args()
