@@ -26,7 +26,7 @@ from genrail_events import batches, jobs, ledger, users
 from genrail_events.envelope import Event
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
-from genrail_readmodels import bulk, runner
+from genrail_readmodels import bulk, logread, runner
 from genrail_readmodels.db import make_engine
 from genrail_readmodels.registry import FACTORIES, by_name
 
@@ -275,3 +275,43 @@ async def test_jobs_rows_that_left_memory_are_taken_back_when_a_later_event_chan
         count = (await conn.execute(sa.text("SELECT count(*) FROM jobs"))).scalar_one()
     assert taken_back > 0
     assert count == len({json.loads(d)["aggregate_id"] for s, d in logged[1] if s.startswith("job.")})
+
+
+@pytest.mark.parametrize("pull, read_bytes", [(20_000, 1 << 18), (7, 61)])
+async def test_the_pull_reader_reads_what_the_ordered_consumer_reads(logged, monkeypatch, pull, read_bytes):
+    """Messages with headers and without, requests for a few messages at a time and frames
+    cut across reads: the same (sequence, body) pairs, in the same order, as nats-py's
+    ordered consumer gives."""
+    nc, messages = logged
+    js = nc.jetstream()
+    for i, (_subject, data) in enumerate(messages[:40]):  # a stream no projection reads, some with headers
+        await js.publish(f"dlq.JOBS.test{i}", data, headers={"Nats-Msg-Id": f"dlq-{pull}-{i}"} if i % 3 else None)
+    last = (await js.stream_info("DLQ")).state.last_seq
+
+    async def read(fast: bool) -> list[tuple[int, bytes]]:
+        if not fast:
+            monkeypatch.setattr(logread._PullReader, "open", _unavailable)
+        got = [m async for batch in logread.read_raw(nc, "DLQ", ("dlq.>",), 0, stop_at=last, batch_size=3)
+               for m in batch]
+        monkeypatch.undo()
+        return got
+
+    monkeypatch.setattr(logread, "PULL", pull)
+    monkeypatch.setattr(logread, "READ_BYTES", read_bytes)
+    fast = await read(True)
+    monkeypatch.setattr(logread, "PULL", pull)
+    monkeypatch.setattr(logread, "READ_BYTES", read_bytes)
+    assert fast == await read(False)
+    assert [seq for seq, _ in fast] == list(range(1, last + 1)) and [d for _, d in fast[-40:]] == [
+        d for _, d in messages[:40]]
+
+
+async def _unavailable(*_args, **_kw):
+    raise logread.Unavailable("as if the connection used TLS")
+
+
+async def test_a_bulk_rebuild_read_by_the_ordered_consumer_gives_the_same_rows(logged, engine, monkeypatch):
+    nc, _ = logged
+    fast = await rebuild_all(nc, engine, bulk=True)
+    monkeypatch.setattr(logread._PullReader, "open", _unavailable)
+    assert await rebuild_all(nc, engine, bulk=True) == fast

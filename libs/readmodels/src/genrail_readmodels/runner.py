@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .db import CHECKPOINTS_DDL, SCHEMA_LOCK, load_checkpoint, run_ddl, save_checkpoint
 from genrail_eventlog.reader import OrderedReader, stream_seq
 from genrail_eventlog.store import Stored
+from .logread import read_raw
 from .table_diff import Difference, compare, table_exists
 
 if TYPE_CHECKING:
@@ -73,15 +74,12 @@ async def read_batches(nc: NATS, projection: Projection, from_seq: int, *, batch
 
 async def read_events(nc: NATS, projection: Projection, from_seq: int, *, batch_size: int, stop_at: int):
     """Yield ordered batches of (stream sequence, event) with sequence > from_seq, until
-    `stop_at` is passed: `read_batches` for a rebuild, without a `Stored` per event."""
+    `stop_at` is reached: `read_batches` for a rebuild, read by `logread` (pull batches on a
+    connection of its own), without a `Stored` per event."""
     decode = Event.from_bytes
-    async with OrderedReader(nc, projection.stream, projection.subjects, from_seq) as reader:
-        while from_seq < stop_at:
-            msgs = await reader.take(batch_size, timeout_s=0.25)
-            if msgs:
-                batch = [(stream_seq(m), decode(m.data)) for m in msgs]
-                from_seq = batch[-1][0]
-                yield batch
+    async for raw in read_raw(nc, projection.stream, projection.subjects, from_seq, stop_at=stop_at,
+                              batch_size=batch_size):
+        yield [(seq, decode(data)) for seq, data in raw]
 
 
 async def apply_batch(engine: AsyncEngine, projection: Projection, batch: Sequence[Stored],
