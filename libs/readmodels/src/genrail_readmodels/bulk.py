@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import msgspec
 import sqlalchemy as sa
 from genrail_events import jobs as job_events
 from genrail_events.batches import BatchCreated
@@ -34,8 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .db import copy_rows
 
 # The rows (of the tables whose rows later events change) a rebuild holds in memory before
-# it writes the oldest early: a job's row with its state is about 2 kB.
-ROWS_IN_MEMORY = 250_000
+# it writes the older half: a job's state is about 2 kB, so 60,000 keep a rebuild of jobs
+# near 200 MB, and the rows are written while the log is still being read (a rebuild of 1M
+# events that held every job until the end took 500 MB and 5 s more, writing them at the end).
+ROWS_IN_MEMORY = 60_000
 # Rows of append-only tables written per COPY.
 CHUNK_ROWS = 20_000
 
@@ -119,15 +122,16 @@ class _LastWins:
 
 class JobsLoader:
     """`jobs.make`'s `apply`, folded over the whole rebuild: each job's state is
-    `genrail_events.jobs.evolve` applied to its events in order, its row `jobs._params` of
-    that state and the sequence of its last event."""
+    `genrail_events.jobs.evolve` applied to its events in order, its row that state's
+    columns (as `jobs._params` gives them, jsonb encoded by msgspec rather than `json`:
+    the same JSON values) and the sequence of its last event."""
 
     def __init__(self, table: str, *, rows_in_memory: int = ROWS_IN_MEMORY):
         from . import jobs as projection  # the projection imports the runner, which imports this lazily
 
         self.table, self.limit = table, max(rows_in_memory, 1)
         self.columns: tuple[str, ...] = projection.COLUMNS
-        self._params, self._from_row = projection._params, projection._from_row
+        self._from_row = projection._from_row
         self.state: dict[str, job_events.Job] = {}  # by aggregate id, oldest first
         self.position: dict[str, int] = {}
         self.written: set[str] = set()  # rows in the table, not in memory
@@ -165,15 +169,23 @@ class JobsLoader:
         """Write the `count` oldest rows held and forget them."""
         if count <= 0:
             return
-        state, position, params, columns = self.state, self.position, self._params, self.columns
+        state, position = self.state, self.position
         keys = list(state) if count >= len(state) else [key for key, _ in zip(state, range(count))]
-        rows = []
-        for key in keys:
-            p = params(state.pop(key), position.pop(key))
-            rows.append(tuple([p[c] for c in columns]))
+        rows = [_job_row(state.pop(key), position.pop(key)) for key in keys]
         self.written.update(keys)
-        await copy_rows(conn, self.table, columns, rows)
+        await copy_rows(conn, self.table, self.columns, rows)
         await conn.commit()
+
+
+_json = msgspec.json.Encoder()
+
+
+def _job_row(job: job_events.Job, position: int) -> tuple:
+    """The row `jobs._params` makes of `job`, in the order of `jobs.COLUMNS`."""
+    output = job.output
+    return (job.id, job.user_id, str(job.type), str(job.status), job.cost, _json.encode(job.input).decode(),
+            None if output is None else _json.encode(output).decode(), job.error, job.attempt, job.prediction_id,
+            job.batch_id, job.created_at, job.updated_at, position)
 
 
 # --- ledger ----------------------------------------------------------------------------

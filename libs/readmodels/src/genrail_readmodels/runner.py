@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from genrail_events import codec
 from genrail_events.envelope import Event
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -76,7 +77,7 @@ async def read_events(nc: NATS, projection: Projection, from_seq: int, *, batch_
     """Yield ordered batches of (stream sequence, event) with sequence > from_seq, until
     `stop_at` is reached: `read_batches` for a rebuild, read by `logread` (pull batches on a
     connection of its own), without a `Stored` per event."""
-    decode = Event.from_bytes
+    decode = codec.decode  # what Event.from_bytes calls
     async for raw in read_raw(nc, projection.stream, projection.subjects, from_seq, stop_at=stop_at,
                               batch_size=batch_size):
         yield [(seq, decode(data)) for seq, data in raw]
