@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING
 import prometheus_client
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -37,12 +35,12 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import CommonSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 UNTRACED_URLS = "/healthz$,/metrics$"
@@ -58,7 +56,9 @@ def setup(service: str, settings: CommonSettings) -> TracerProvider:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
     global _LIBRARIES_TRACED
     _LIBRARIES_TRACED = bool(processors)
-    if _LIBRARIES_TRACED:
+    if _LIBRARIES_TRACED:  # imported only then: the instrumentations import what they wrap
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
         HTTPXClientInstrumentor().instrument()
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
@@ -121,6 +121,8 @@ def instrument_engine(engine: AsyncEngine) -> None:
     instrumentation declares SQLAlchemy < 2.1 but uses only its stable event API (engine
     events), which 2.1 keeps: its version check is skipped, and the tests see the spans."""
     if _LIBRARIES_TRACED:
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
 
 
