@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from genrail_cli.embedded import EmbeddedPostgres, free_port
@@ -315,3 +316,71 @@ async def test_a_bulk_rebuild_read_by_the_ordered_consumer_gives_the_same_rows(l
     fast = await rebuild_all(nc, engine, bulk=True)
     monkeypatch.setattr(logread._PullReader, "open", _unavailable)
     assert await rebuild_all(nc, engine, bulk=True) == fast
+
+
+class JobNoted(Event, tag="job.noted", frozen=True, kw_only=True):
+    """A job event `fold_job` has no case for: it leaves it to `evolve`."""
+
+    data: dict[str, Any]
+
+
+def random_job_events(rng: random.Random, n: int) -> list[Event]:
+    """One job's events, as the system writes them and as it should not but might: every
+    transition the state machine allows, retries, provider failures of this attempt and of
+    an earlier one, the creation again, and events of types `fold_job` does not know."""
+    clock = iter(T0 + timedelta(seconds=i) for i in range(10**6))
+    batch_id = str(uuid.uuid4()) if rng.random() < 0.3 else None
+    job_id = str(uuid.uuid4())
+    created = jobs.job_created(job_id, str(uuid.uuid4()), rng.choice(list(JobType)), 3, {"n": n}, batch_id=batch_id,
+                               now=next(clock))
+    events: list[Event] = [created]
+    job = jobs.evolve(None, created)
+    for _ in range(rng.randint(0, 12)):
+        options = sorted(jobs.TRANSITIONS[job.status] - {S.pending})
+        choice = rng.random()
+        if options and choice < 0.5:
+            to = rng.choice(options)
+            event = jobs.decide_transition(
+                job, to, output=rng.choice([None, {"text": f"out {n}"}]), error=rng.choice([None, "", "it broke"]),
+                prediction_id=rng.choice([None, "", f"p-{rng.randint(1, 9)}"]), reason=rng.choice([None, "why"]),
+                now=next(clock))
+        elif job.status in jobs.RETRYABLE_STATUSES and choice < 0.7:
+            event = jobs.decide_retry(job, requested_by="admin", now=next(clock))
+        elif choice < 0.8:
+            event = jobs.provider_failed(job, "HTTP 503", now=next(clock))
+            if rng.random() < 0.3:  # reported late, for an earlier attempt
+                event = msgspec.structs.replace(event, data=msgspec.structs.replace(event.data,
+                                                                                   attempt=job.attempt - 1))
+        elif choice < 0.87:
+            event = created
+        elif choice < 0.94:
+            event = jobs.UnknownEvent(type="job.paused", id=uuid.uuid4(), occurred_at=next(clock),
+                                      aggregate_id=job_id, data={"why": "later"})
+        else:
+            event = JobNoted(aggregate_id=job_id, occurred_at=next(clock), data={"note": "hi"})
+        events.append(event)
+        job = jobs.evolve(job, event)
+    return events
+
+
+def test_fold_job_changes_a_row_as_evolve_changes_the_job():
+    rng = random.Random(5)
+    seen: set[str] = set()
+    for n in range(400):
+        job, row = None, None
+        for event in random_job_events(rng, n):
+            seen.add(type(event).__name__)
+            job = jobs.evolve(job, event)
+            row = bulk.fold_job(row, event)
+            assert row == bulk.job_row(job, 0), (event, job)
+    assert seen == {"JobCreated", "JobTransitioned", "JobRetried", "JobProviderFailed", "UnknownEvent", "JobNoted"}
+
+
+def test_fold_job_refuses_what_evolve_refuses():
+    job_id = str(uuid.uuid4())
+    created = jobs.job_created(job_id, str(uuid.uuid4()), JobType.copy, 1, {}, now=T0)
+    transitioned = jobs.decide_transition(jobs.evolve(None, created), S.processing, now=T0)
+    with pytest.raises(ValueError, match="before job.created"):
+        jobs.evolve(None, transitioned)
+    with pytest.raises(ValueError, match="before job.created"):
+        bulk.fold_job(None, transitioned)
