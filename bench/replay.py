@@ -151,9 +151,11 @@ def server_cpu_s(*servers: EmbeddedNats | EmbeddedPostgres) -> float | None:
 async def main(args: argparse.Namespace) -> None:
     kept = args.data_dir is not None
     data = Path(args.data_dir) if kept else Path(tempfile.mkdtemp(prefix="genrail-bench-replay-"))
-    nats_server = EmbeddedNats(data / "nats", port=free_port()).start()
-    postgres = EmbeddedPostgres(data / "postgres", port=free_port()).start()
+    nats_server = EmbeddedNats(data / "nats", port=free_port())
+    postgres = EmbeddedPostgres(data / "postgres", port=free_port())
     try:
+        nats_server.start()
+        postgres.start()
         nc = await connect(nats_server.url, "bench-replay")
         await ensure_streams(nc.jetstream())
         logged = sum([(await nc.jetstream().stream_info(s.name)).state.messages
