@@ -384,3 +384,33 @@ def test_fold_job_refuses_what_evolve_refuses():
         jobs.evolve(None, transitioned)
     with pytest.raises(ValueError, match="before job.created"):
         bulk.fold_job(None, transitioned)
+
+
+async def test_a_pull_that_breaks_off_starts_again_after_the_last_message_received(logged, monkeypatch):
+    nc, _ = logged
+    last = (await nc.jetstream().stream_info("JOBS")).state.last_seq
+    expected = [m async for batch in logread.read_raw(nc, "JOBS", ("job.>",), 0, stop_at=last, batch_size=50)
+                for m in batch]
+    monkeypatch.setattr(logread, "READ_BYTES", 997)
+    original, broken = logread._PullReader.messages, []
+
+    async def breaking_off(self, stop_at):
+        async for chunk in original(self, stop_at):
+            yield chunk
+            if len(broken) < 3:  # three times, each after one chunk: as a dropped connection would
+                broken.append(chunk[-1][0])
+                raise logread._BrokenOff("as if the connection dropped")
+
+    monkeypatch.setattr(logread._PullReader, "messages", breaking_off)
+    got = [m async for batch in logread.read_raw(nc, "JOBS", ("job.>",), 0, stop_at=last, batch_size=50)
+           for m in batch]
+    assert len(broken) == 3 and got == expected
+
+    async def never_delivering(self, stop_at):  # breaks off before any message, every time: it gives up
+        raise logread._BrokenOff("as if the consumer were deleted")
+        yield
+
+    monkeypatch.setattr(logread._PullReader, "messages", never_delivering)
+    with pytest.raises(RuntimeError, match="as if the consumer were deleted"):
+        async for _ in logread.read_raw(nc, "JOBS", ("job.>",), 0, stop_at=last, batch_size=50):
+            pass

@@ -44,31 +44,48 @@ class Unavailable(Exception):
     """This reader cannot read on this connection: the ordered consumer will."""
 
 
+class _BrokenOff(Exception):
+    """The pull stopped delivering in order: start again after the last message received."""
+
+
+RESTARTS = 3
+
+
 async def read_raw(nc: NATS, stream: str, subjects: Sequence[str], from_seq: int, *, stop_at: int,
                    batch_size: int) -> AsyncIterator[RawBatch]:
     """Batches of at most `batch_size` messages of `stream` on `subjects`, with sequences
-    above `from_seq`, in order, until the one at or past `stop_at`."""
-    if from_seq >= stop_at:
-        return
+    above `from_seq`, in order, until the one at or past `stop_at`. A pull that breaks off
+    (the connection drops, a message goes missing, the consumer is gone) starts again after
+    the last message received, up to `RESTARTS` times in a row."""
     subject = subjects[0] if len(subjects) == 1 else ">"
-    try:
-        reader = await _PullReader.open(nc, stream, subject, from_seq)
-    except Unavailable as exc:
-        log.info("logread.ordered_consumer", extra={"stream": stream, "reason": str(exc)})
-        async for batch in _read_ordered(nc, stream, subjects, from_seq, stop_at=stop_at, batch_size=batch_size):
-            yield batch
-        return
-    try:
-        pending: RawBatch = []
-        async for chunk in reader.messages(stop_at):
-            pending += chunk
-            while len(pending) >= batch_size:
-                yield pending[:batch_size]
-                pending = pending[batch_size:]
-        if pending:
-            yield pending
-    finally:
-        await reader.close()
+    pending: RawBatch = []
+    restarts = 0
+    while from_seq < stop_at:
+        try:
+            reader = await _PullReader.open(nc, stream, subject, from_seq)
+        except Unavailable as exc:
+            if restarts:
+                raise
+            log.info("logread.ordered_consumer", extra={"stream": stream, "reason": str(exc)})
+            async for batch in _read_ordered(nc, stream, subjects, from_seq, stop_at=stop_at, batch_size=batch_size):
+                yield batch
+            return
+        try:
+            async for chunk in reader.messages(stop_at):
+                pending += chunk
+                from_seq, restarts = chunk[-1][0], 0
+                while len(pending) >= batch_size:
+                    yield pending[:batch_size]
+                    pending = pending[batch_size:]
+        except _BrokenOff as exc:
+            restarts += 1
+            if restarts > RESTARTS:
+                raise RuntimeError(f"reading {stream}: {exc}") from exc
+            log.warning("logread.restart", extra={"stream": stream, "after": from_seq, "reason": str(exc)})
+        finally:
+            await reader.close()
+    if pending:
+        yield pending
 
 
 async def _read_ordered(nc: NATS, stream: str, subjects: Sequence[str], from_seq: int, *, stop_at: int,
@@ -171,9 +188,12 @@ class _PullReader:
         read, last_consumer_seq, sequence = self.reader.read, 0, 0
         buf, pos = self.buf, 0
         while sequence < stop_at:
-            chunk = await read(READ_BYTES)
+            try:
+                chunk = await read(READ_BYTES)
+            except OSError as exc:
+                raise _BrokenOff(f"the connection failed at {sequence}: {exc}") from exc
             if not chunk:
-                raise ConnectionError(f"the server closed the connection reading {self.stream} at {sequence}")
+                raise _BrokenOff(f"the server closed the connection at {sequence}")
             buf = buf[pos:] + chunk if pos < len(buf) else chunk
             pos, end_of_buf = 0, len(buf)
             out: RawBatch = []
@@ -193,8 +213,8 @@ class _PullReader:
                         tokens = reply.split(b".")
                         sseq, cseq = (tokens[5], tokens[6]) if len(tokens) == 9 else (tokens[7], tokens[8])
                         if int(cseq) != last_consumer_seq + 1:
-                            raise RuntimeError(f"{self.stream}: message {last_consumer_seq + 1} of the consumer "
-                                               f"was lost on the way (got {int(cseq)})")
+                            raise _BrokenOff(f"message {last_consumer_seq + 1} of the consumer was lost on the "
+                                             f"way (got {int(cseq)}) after {sequence}")
                         last_consumer_seq, sequence = last_consumer_seq + 1, int(sseq)
                         out.append((sequence, buf[eol + 2 + headers:body_end]))
                         requests[0] -= 1
@@ -209,15 +229,15 @@ class _PullReader:
                             requests.popleft()
                             self._pull(PULL)
                             requests.append(PULL)
-                        elif status != b"100":
-                            raise RuntimeError(f"{self.stream}: pull consumer says "
-                                               f"{buf[eol + 2:eol + 2 + headers].decode(errors='replace').strip()}")
+                        elif status != b"100":  # 409: the consumer was deleted, its leader changed, ...
+                            raise _BrokenOff(f"the pull consumer says "
+                                             f"{buf[eol + 2:eol + 2 + headers].decode(errors='replace').strip()}")
                     pos = body_end + 2
                 elif buf.startswith(b"PING", pos):
                     self._send(b"PONG\r\n")
                     pos = eol + 2
                 elif buf.startswith(b"-ERR", pos):
-                    raise RuntimeError(f"{self.stream}: {buf[pos:eol].decode(errors='replace')}")
+                    raise _BrokenOff(buf[pos:eol].decode(errors="replace"))
                 else:  # +OK, PONG, INFO
                     pos = eol + 2
             if out:
