@@ -135,8 +135,10 @@ async def follow(nc: NATS, engine: AsyncEngine, factory: ProjectionFactory, *, s
 # `Projection.tables`, and defaults to the live names: `jobs.make()` serves `jobs`,
 # `jobs.make("jobs__shadow")` builds the same projection into `jobs__shadow`.
 #
-# `rebuild` folds the whole log into shadow tables while the live ones keep serving, then,
-# in ONE transaction, freezes the live tables (so the running projector cannot write
+# `rebuild` folds the whole log into shadow tables while the live ones keep serving (read
+# by `logread`, folded in memory and written with COPY by the projection's bulk loader in
+# `bulk`, or applied batch by batch by its `apply`; secondary indexes built once the rows
+# are in), then, in ONE transaction, freezes the live tables (so the running projector cannot write
 # meanwhile), applies the last few events up to the live checkpoint, drops the live tables,
 # renames the shadow tables and their indexes to the live names, and moves the checkpoint to
 # the shadow's position and version. A rebuild killed at any point before that commit
