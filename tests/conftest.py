@@ -21,6 +21,8 @@ TEST_ENV = {
     "PIPELINE_ACK_WAIT_S": "3",
     "LOG_LEVEL": "INFO",
     "ADMIN_TOKEN": "test-admin-token-5f2c9e1a7b3d",
+    # tests.sites.PUBLIC_STAND_IN: the shop sites scraped, and serving provider outputs, in tests
+    "FETCH_ALLOW": "127.0.0.2/32", "PROVIDER_OUTPUT_HOSTS": "127.0.0.2",
 }
 
 

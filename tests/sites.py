@@ -27,6 +27,12 @@ PRODUCT_PAGE = """<!doctype html><html><head>
 </head><body><h1>Trailblazer 2</h1><img src="/img/side.jpg"></body></html>"""
 
 
+# The test stack's fetches may reach this loopback address (FETCH_ALLOW in tests/conftest.py)
+# and no other: it stands in for the public internet, while 127.0.0.1 (where the stack's own
+# services listen) stays as unreachable as any internal address.
+PUBLIC_STAND_IN = "127.0.0.2"
+
+
 class ShopSite:
     """`/product` is a product page; `/down` always answers 503; `/slow?s=N` takes N seconds;
     `/flaky/<name>` answers 503 while `<name>` is in `failing`, else the product page."""
@@ -66,13 +72,13 @@ class ShopSite:
 
         app = Starlette(routes=[Route("/product", product), Route("/img/product.png", image), Route("/down", down),
                                 Route("/slow", slow), Route("/flaky/{name}", flaky)])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=PUBLIC_STAND_IN, port=self.port, log_level="warning"))
 
     def _hit(self, name: str) -> None:
         self.hits[name] = self.hits.get(name, 0) + 1
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{PUBLIC_STAND_IN}:{self.port}{path}"
 
     def start(self) -> ShopSite:
         threading.Thread(target=self.server.run, daemon=True).start()

@@ -51,7 +51,7 @@ class FakeProviders:
         self.answers = list(answers)
         self.calls: list[tuple[str, str, int]] = []  # (method, job id, attempt)
         self.replicate = FakeReplicate()
-        self.http = http
+        self.http = self.fetcher = http
 
     async def _answer(self, method: str, job: Job) -> dict[str, Any]:
         self.calls.append((method, job.id, job.attempt))

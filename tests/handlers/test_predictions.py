@@ -15,6 +15,8 @@ from genrail_events.jobs import JobType
 from genrail_ledger.policies import refund_ended_attempt
 
 from .conftest import RETRIED, Given, appended_since, balance, job_on_log, new_id, violations
+from genrail_runtime.settings import FetchSettings
+
 from .fakes import CDN, FILES, Cdn
 
 @pytest.fixture
@@ -22,8 +24,23 @@ def apply(log, storage, http):
     async def apply(job_id: str, attempt: int | None, status: str, prediction_id: str, **fields) -> str:
         prediction = Prediction.from_object({"id": prediction_id, "status": status, **fields})
         return await apply_prediction(log, storage, http, job_id, attempt, prediction, max_bytes=1_000_000,
-                                      timeout_s=5)
+                                      timeout_s=5, output_hosts=FetchSettings().allowed_output_hosts())
     return apply
+
+
+async def test_an_output_on_a_host_outputs_do_not_come_from_fails_the_job_unfetched_and_it_is_refunded(
+        log, given: Given, apply, cdn: Cdn) -> None:
+    user, job = await static_ad(given)
+    await apply(job.id, 1, "processing", "pred_1")
+
+    outcome = await apply(job.id, 1, "succeeded", "pred_1", output=["http://169.254.169.254/latest/meta-data/"])
+
+    failed = await job_on_log(log, job.id)
+    assert outcome == "failed" and failed.status is S.failed and "169.254.169.254" in failed.error
+    assert cdn.requests == []
+    [transition] = [e for e in (await log.read(f"job.transitioned.*.{job.id}")) if e.event.data.to is S.failed]
+    await refund_ended_attempt(log, transition.event)
+    assert await balance(log, user) == 10 and violations(log) == []
 
 
 async def static_ad(given: Given, *path, credits: int = 10) -> tuple[str, jobs.Job]:

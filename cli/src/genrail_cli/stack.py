@@ -22,7 +22,10 @@ from pathlib import Path
 import httpx
 
 from genrail_runtime import webhook_signing
+from genrail_runtime.settings import FetchSettings
 from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, require_free
+
+DEFAULT_OUTPUT_HOSTS = FetchSettings.model_fields["provider_output_hosts"].default
 
 SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
     "ledger": "genrail_ledger",
@@ -147,6 +150,13 @@ class Stack:
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         full_env = {**os.environ, **self.base_env(), **self.metrics_env(name), **self.env, **(env or {})}
+        # The local provider's outputs are fetched through the guard, which refuses loopback
+        # unless told: its one address and port are added to what the user allows (or to the
+        # defaults: real providers' output hosts, no private address).
+        local = f"{self.host}:{self.ports.localprovider}"
+        for setting, default in (("FETCH_ALLOW", ""), ("PROVIDER_OUTPUT_HOSTS", DEFAULT_OUTPUT_HOSTS)):
+            given = full_env[setting] if setting in {**os.environ, **self.env, **(env or {})} else default
+            full_env[setting] = ",".join(filter(None, [local, given]))
         log_file = open(self.data_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)

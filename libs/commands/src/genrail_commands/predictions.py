@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -56,6 +56,25 @@ class OutputDownloadFailed(Exception):
     """The provider's output could not be fetched (worth trying again: it is transient)."""
 
 
+def output_host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """Is the URL's host (and port) one provider outputs may come from? Entries: `host`,
+    `*.domain` (its subdomains), `host:port` (that port only)."""
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    for entry in allowed_hosts:
+        name, _, entry_port = entry.partition(":") if not entry.startswith("[") else (entry, "", "")
+        if entry_port and (port or (443 if parts.scheme == "https" else 80)) != int(entry_port):
+            continue
+        if host == name or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
+
+
 def output_urls(prediction: Prediction) -> list[str]:
     output = prediction.output
     if isinstance(output, str):
@@ -85,8 +104,10 @@ async def download_outputs(http: httpx.AsyncClient, storage: Storage, job: jobs.
 
 async def apply_prediction(store: EventStore, storage: Storage, http: httpx.AsyncClient, job_id: str,
                            attempt: int | None, prediction: Prediction, *, max_bytes: int,
-                           timeout_s: float) -> str:
-    """What happened, in a word or two, for the caller's log."""
+                           timeout_s: float, output_hosts: tuple[str, ...]) -> str:
+    """What happened, in a word or two, for the caller's log. `http` fetches the outputs: a
+    guarded client (`genrail_runtime.guarded_http`); outputs on other hosts than
+    `output_hosts` fail the job (and so are refunded) without being fetched."""
     job, seq = await load_job(store, job_id)
     if job is None:
         return "unknown job"
@@ -107,6 +128,14 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
             return "not the job's prediction"  # e.g. a second prediction started after a crash
         if status in RUNNING:
             return "started"
+        if status == "succeeded" and (refused := [u for u in output_urls(prediction)
+                                                  if not output_host_allowed(u, output_hosts)]):
+            error = f"provider output from a host outputs are not taken from: {urlsplit(refused[0]).hostname}"
+            await transition(store, job_id, lambda j: jobs.decide_transition(j, S.failed, error=error),
+                             known=(job, seq))
+            log_event(log, "job.failed", job_id=job_id, user_id=job.user_id, type=str(job.type),
+                      attempt=job.attempt, error=error)
+            return "failed"
         if status == "succeeded":
             files = await download_outputs(http, storage, job, output_urls(prediction), max_bytes=max_bytes,
                                            timeout_s=timeout_s)

@@ -23,3 +23,22 @@ class CommonSettings(BaseSettings):
     telemetry_spans_dir: Path | None = Field(None, description="Tests: every finished span is written to "
                                                                "<dir>/<service>.jsonl")
 
+
+
+class FetchSettings(BaseSettings):
+    """What a service that fetches URLs someone else chose may reach (see `guarded_http`)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    fetch_allow: str = Field("", description="Addresses fetched from although not public, comma-separated: "
+                                             "networks (10.1.0.0/16) or address:port (127.0.0.1:8003). "
+                                             "Empty: public addresses only")
+    provider_output_hosts: str = Field("replicate.delivery,*.replicate.delivery",
+                                       description="Hosts provider outputs are downloaded from, comma-separated "
+                                                   "(*.example.com: its subdomains; host:port: that port only)")
+
+    def allowed_output_hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.provider_output_hosts.split(",") if h.strip())
+
+    def fetch_allow_entries(self) -> list[str]:
+        return [e.strip() for e in self.fetch_allow.split(",") if e.strip()]

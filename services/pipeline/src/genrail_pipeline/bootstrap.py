@@ -18,6 +18,7 @@ from genrail_eventlog.lag import ConsumerLag
 from genrail_eventlog.store import EventStore, connect, ensure_streams
 from genrail_readmodels.db import make_engine
 from genrail_runtime.background import Background
+from genrail_runtime.guarded_http import FetchPolicy, guarded_client
 from genrail_storage.store import Storage
 
 from .deadlines import DeadlineSweeper, cancel_at_provider
@@ -83,7 +84,9 @@ async def open_pipeline(settings: PipelineSettings, background: Background) -> A
         opened.push_async_callback(storage.close)
         http = await opened.enter_async_context(httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=5.0), limits=httpx.Limits(max_connections=200)))
-        providers = Providers(settings, http, storage)
+        fetcher = await opened.enter_async_context(
+            guarded_client(FetchPolicy.allowing(settings.fetch_allow_entries()), timeout_s=30.0))
+        providers = Providers(settings, http, storage, fetcher)
         limiter = Limiter(settings.pipeline_max_per_user, {"image_edit": settings.pipeline_max_image_edits,
                                                            "scrape": settings.pipeline_max_scrapes},
                           max_waiting=settings.pipeline_max_waiting_per_user)

@@ -55,8 +55,9 @@ class DeadlineSweeper:
         prediction = await self._ask_provider(job.prediction_id) if job.prediction_id else None
         if prediction is not None and prediction.finished:
             try:
-                await apply_prediction(self.store, self.storage, self.providers.http, job.id, job.attempt,
-                                       prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60)
+                await apply_prediction(self.store, self.storage, self.providers.fetcher, job.id, job.attempt,
+                                       prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60,
+                                       output_hosts=self.settings.allowed_output_hosts())
             except OutputDownloadFailed as exc:  # past the deadline, outputs that cannot be had are a failure
                 await self._end(job, S.failed, f"the provider's outputs could not be fetched: {exc}")
             return

@@ -19,8 +19,11 @@ from .settings import PipelineSettings
 
 
 class Providers:
-    def __init__(self, settings: PipelineSettings, http: httpx.AsyncClient, storage: Storage):
-        self.settings, self.http, self.storage = settings, http, storage
+    def __init__(self, settings: PipelineSettings, http: httpx.AsyncClient, storage: Storage,
+                 fetcher: httpx.AsyncClient):
+        """`http` calls the configured providers; `fetcher` (guarded) fetches URLs users and
+        providers give: pages to scrape, provider outputs."""
+        self.settings, self.http, self.storage, self.fetcher = settings, http, storage, fetcher
         self.images = OpenAIImagesClient(settings.openai_images_base_url,
                                          settings.openai_images_api_key.get_secret_value(), http,
                                          model=settings.image_edit_model)
@@ -45,7 +48,7 @@ class Providers:
                 return await self.chat.generate_copy(job.input)
             return generate_copy(job.input)
         if job.type is JobType.scrape:
-            return await scrape(job.input["url"], self.http, max_bytes=self.settings.scrape_max_bytes,
+            return await scrape(job.input["url"], self.fetcher, max_bytes=self.settings.scrape_max_bytes,
                                 timeout_s=self.settings.scrape_timeout_s)
         if job.type is JobType.image_edit:
             return await self.edit_image(job)

@@ -5,11 +5,11 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from genrail_runtime.settings import CommonSettings
+from genrail_runtime.settings import CommonSettings, FetchSettings
 from genrail_storage.settings import StorageSettings
 
 
-class PipelineSettings(CommonSettings, StorageSettings):
+class PipelineSettings(CommonSettings, StorageSettings, FetchSettings):
     pipeline_provider_attempts: int = Field(3, description="Provider failures of an attempt before the job fails "
                                                             "and its message goes to the DLQ")
     pipeline_max_deliver: int = Field(200, description="Safety net: deliveries (deferrals included) before the DLQ")

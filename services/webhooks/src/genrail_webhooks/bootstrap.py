@@ -11,6 +11,7 @@ import httpx
 from nats.aio.client import Client as NATS
 
 from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_runtime.guarded_http import FetchPolicy, guarded_client
 from genrail_storage.store import Storage
 
 from .settings import WebhooksSettings
@@ -37,5 +38,7 @@ async def open_webhooks(settings: WebhooksSettings) -> AsyncIterator[WebhooksRes
                              duplicate_window_s=settings.stream_duplicate_window_s)
         storage = settings.open()
         opened.push_async_callback(storage.close)
-        http = await opened.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)))
+        # Only provider outputs are fetched here: URLs a provider gave, so through the guard.
+        http = await opened.enter_async_context(
+            guarded_client(FetchPolicy.allowing(settings.fetch_allow_entries()), timeout_s=30.0))
         yield WebhooksResources(nc, store, storage, http)

@@ -59,7 +59,7 @@ async def replicate_callback(request: Request, settings: SettingsDep, store: Log
         async with lock, in_job_trace(store, job_id, "replicate.prediction"):
             outcome = await apply_prediction(
                 store, storage, http, job_id, attempt, prediction, max_bytes=settings.max_output_bytes,
-                timeout_s=settings.output_download_timeout_s)
+                timeout_s=settings.output_download_timeout_s, output_hosts=settings.allowed_output_hosts())
     except OutputDownloadFailed as exc:
         log.warning("webhook.output_unavailable", extra={"job_id": job_id, "reason": str(exc)})
         return JSONResponse({"detail": f"outputs not available yet: {exc}"}, status_code=503)

@@ -2,7 +2,7 @@
 
 Fetching (`scrape`) and reading (`extract_product`) are separate, so the reading is a pure
 function of the HTML and its URL. The fetch is defensive: http(s) only, on every redirect
-hop too; a byte budget on the decoded body (so a small gzip bomb cannot fill memory); an
+hop too; through the guarded client the pipeline gives it, public addresses only; a byte budget on the decoded body (so a small gzip bomb cannot fill memory); an
 overall deadline; HTML only.
 """
 
@@ -21,6 +21,7 @@ from bs4 import BeautifulSoup, Tag
 from bs4.dammit import UnicodeDammit
 
 from genrail_pipeline.clients.errors import ProviderError, retry_after_seconds
+from genrail_runtime.guarded_http import AddressNotAllowed
 
 MAX_REDIRECTS = 5
 MAX_IMAGES = 20
@@ -50,6 +51,8 @@ async def scrape(url: str, http: httpx.AsyncClient, *, max_bytes: int = 2_000_00
                                                    timeout_s=timeout_s, user_agent=user_agent)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise ProviderError(f"fetching {url} took longer than {timeout_s:g}s", transient=True) from exc
+    except AddressNotAllowed as exc:  # decided before connecting: says nothing of what listens there
+        raise ScrapeRefused(f"not fetched: {exc}") from exc
     except httpx.LocalProtocolError as exc:  # our request is malformed: no retry will send it
         raise ProviderError(f"could not send a request for {url}: {exc}", transient=False) from exc
     except httpx.TransportError as exc:
