@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.helpers import ledger_events, register
@@ -34,11 +36,37 @@ async def _unchanged(api, log, user) -> None:
     ("/api/generate/scrape", {"url": "file:///etc/passwd"}, 422, "url"),
     ("/api/generate/scrape", {"url": "javascript:alert(1)"}, 422, "url"),
     ("/api/generate/scrape", {"url": "not a url"}, 422, "url"),
+    ("/api/generate/copy", {"product_name": "Boots\u0000"}, 422, "product_name: Value error, contains a NUL"),
+    ("/api/generate/tts", {"text": "hello\u0000"}, 422, "NUL"),
 ])
 async def test_invalid_job_requests_say_what_is_wrong_and_charge_nothing(api, log, user, path, body, status, message):
     response = await api.post(path, json=body, headers=user.headers)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+    await _unchanged(api, log, user)
+
+
+async def test_a_lone_surrogate_escape_is_a_422_naming_the_field(api, log, user):
+    response = await api.post("/api/generate/copy", headers={**user.headers, "Content-Type": "application/json"},
+                              content=b'{"product_name": "Boots", "product_description": "\\ud800"}')
+    assert response.status_code == 422, response.text
+    assert "product_description" in response.json()["detail"] and "surrogate" in response.json()["detail"]
+    await _unchanged(api, log, user)
+
+
+async def test_a_nul_request_leaves_the_read_models_serving_everyone(api, log, user):
+    """PostgreSQL refuses NUL: had it reached the log, the jobs projection would stop for all."""
+    response = await api.post("/api/generate/copy", headers={**user.headers, "Content-Type": "application/json"},
+                              content=b'{"product_name": "Boots\\u0000", "product_description": "\\u0000"}',)
+    assert response.status_code == 422, response.text
+    other = await register(api)
+    job_id = (await api.post("/api/generate/copy", json={"product_name": "Mug"}, headers=other.headers)).json()["id"]
+    for _ in range(100):
+        if [j["id"] for j in (await api.get("/api/jobs", headers=other.headers)).json()["items"]] == [job_id]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("another user's job never appeared in their list")
     await _unchanged(api, log, user)
 
 

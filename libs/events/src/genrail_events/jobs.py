@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from . import subjects
+from . import subjects, text
 from .envelope import Event, Payload, UnknownEvent, utcnow
 
 
@@ -175,7 +175,8 @@ def created_subject(job_id: str) -> str:
 def decide_transition(job: Job, to_status: JobStatus, *, output: dict[str, Any] | None = None,
                       error: str | None = None, prediction_id: str | None = None,
                       reason: str | None = None, now: datetime | None = None) -> JobTransitioned:
-    """The transition event, or InvalidTransition naming both states."""
+    """The transition event, or InvalidTransition naming both states. Output and error are
+    third-party text (a scraped page, a provider's answer): cleaned to what every store takes."""
     if not can_transition(job.status, to_status):
         raise InvalidTransition(job.id, job.status, to_status)
     if to_status is JobStatus.pending:
@@ -184,8 +185,8 @@ def decide_transition(job: Job, to_status: JobStatus, *, output: dict[str, Any] 
         aggregate_id=job.id, occurred_at=now or utcnow(),
         data=JobTransitionedData(job_id=job.id, user_id=job.user_id, type=job.type, cost=job.cost,
                                  attempt=job.attempt, batch_id=job.batch_id, from_status=job.status,
-                                 to=JobStatus(to_status), output=output, error=error,
-                                 prediction_id=prediction_id, reason=reason),
+                                 to=JobStatus(to_status), output=text.clean(output), error=text.clean(error),
+                                 prediction_id=prediction_id, reason=text.clean(reason)),
     )
 
 
