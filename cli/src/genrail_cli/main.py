@@ -78,10 +78,12 @@ def up(
 from .audit import audit_command  # noqa: E402 - the operating commands, after `up`
 from .dlq import dlq_app  # noqa: E402
 from .events import events_app  # noqa: E402
+from .quarantine import quarantine_command  # noqa: E402
 from .replay import replay  # noqa: E402
 
 app.command("replay")(replay)
 app.command("audit")(audit_command)
+app.command("quarantine")(quarantine_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 

@@ -21,6 +21,19 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
     updated_at timestamptz NOT NULL DEFAULT now()
 )"""
 
+# Events a projection could not write (a row PostgreSQL refused, a history its code cannot
+# fold): skipped so that the projection goes on for everyone, kept here with the error.
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS projection_quarantine (
+    projection     text NOT NULL,
+    position       bigint NOT NULL,
+    subject        text NOT NULL,
+    event_type     text NOT NULL,
+    error          text NOT NULL,
+    quarantined_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, position)
+)"""
+
 
 async def run_ddl(conn: AsyncConnection, statements: list[str] | str) -> None:
     for statement in [statements] if isinstance(statements, str) else statements:
@@ -35,7 +48,7 @@ async def create_schema(engine: AsyncEngine, statements: list[str]) -> None:
     otherwise race on CREATE ... IF NOT EXISTS of shared objects (projection_checkpoints)."""
     async with engine.begin() as conn:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SCHEMA_LOCK})
-        await run_ddl(conn, [CHECKPOINTS_DDL, *statements])
+        await run_ddl(conn, [CHECKPOINTS_DDL, QUARANTINE_DDL, *statements])
 
 
 async def copy_rows(conn: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
@@ -57,6 +70,21 @@ async def save_checkpoint(conn: AsyncConnection, name: str, position: int, versi
         "INSERT INTO projection_checkpoints (name, position, version) VALUES (:n, :p, :v) "
         "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, version = EXCLUDED.version, "
         "updated_at = now()"), {"n": name, "p": position, "v": version})
+
+
+async def quarantine(conn: AsyncConnection, projection: str, position: int, subject: str, event_type: str,
+                     error: str) -> None:
+    await conn.execute(sa.text(
+        "INSERT INTO projection_quarantine (projection, position, subject, event_type, error) "
+        "VALUES (:p, :pos, :s, :t, :e) ON CONFLICT (projection, position) DO UPDATE SET error = EXCLUDED.error, "
+        "quarantined_at = now()"), {"p": projection, "pos": position, "s": subject, "t": event_type,
+                                    "e": error[:2000]})
+
+
+async def quarantined(conn: AsyncConnection) -> list[sa.Row]:
+    return list(await conn.execute(sa.text(
+        "SELECT projection, position, subject, event_type, error, quarantined_at FROM projection_quarantine "
+        "ORDER BY projection, position")))
 
 
 async def projection_position(conn: AsyncConnection, name: str) -> int:

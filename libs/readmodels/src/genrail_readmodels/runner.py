@@ -24,7 +24,9 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import CHECKPOINTS_DDL, SCHEMA_LOCK, load_checkpoint, run_ddl, save_checkpoint
+from genrail_runtime import metrics
+
+from .db import CHECKPOINTS_DDL, QUARANTINE_DDL, SCHEMA_LOCK, load_checkpoint, quarantine, run_ddl, save_checkpoint
 from genrail_eventlog.reader import OrderedReader, stream_seq
 from genrail_eventlog.store import Stored
 from .logread import read_raw
@@ -90,6 +92,36 @@ async def apply_batch(engine: AsyncEngine, projection: Projection, batch: Sequen
         await save_checkpoint(conn, checkpoint_name or projection.name, batch[-1].seq, projection.version)
 
 
+# Errors of the database's connection, not of the data: the projection stops and starts
+# again from its checkpoint (see `follow`) instead of setting events aside.
+_CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, OSError, TimeoutError)
+
+
+async def apply_or_quarantine(engine: AsyncEngine, projection: Projection, batch: Sequence[Stored]) -> None:
+    """Apply the batch; if it fails for its data, halve it until the events that fail are
+    alone, and set each of those aside in `projection_quarantine` (with the checkpoint past
+    it, in one transaction): one bad event never stops the projection for everyone."""
+    try:
+        await apply_batch(engine, projection, batch)
+        return
+    except _CONNECTION_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the data's fault: isolated below
+        if len(batch) == 1:
+            [bad] = batch
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            async with engine.begin() as conn:
+                await quarantine(conn, projection.name, bad.seq, bad.subject, bad.event.type, error)
+                await save_checkpoint(conn, projection.name, bad.seq, projection.version)
+            log.error("projection.quarantined", extra={"projection": projection.name, "position": bad.seq,
+                                                       "subject": bad.subject, "error": error})
+            metrics.get().projection_quarantined(projection.name)
+            return
+    half = len(batch) // 2
+    await apply_or_quarantine(engine, projection, batch[:half])
+    await apply_or_quarantine(engine, projection, batch[half:])
+
+
 async def run(nc: NATS, engine: AsyncEngine, projection: Projection, *, stop: asyncio.Event,
               batch_size: int = 500, on_batch: Callable[[int], None] | None = None) -> None:
     """Follow the log into the projection's tables until `stop` is set."""
@@ -106,8 +138,10 @@ async def run(nc: NATS, engine: AsyncEngine, projection: Projection, *, stop: as
         async with engine.connect() as conn:
             position, _version = await load_checkpoint(conn, projection.name)
         log.info("projection.start", extra={"projection": projection.name, "position": position})
+        async with engine.begin() as conn:
+            await run_ddl(conn, QUARANTINE_DDL)
         async for batch in read_batches(nc, projection, position, batch_size=batch_size, stop=stop):
-            await apply_batch(engine, projection, batch)
+            await apply_or_quarantine(engine, projection, batch)
             if on_batch:
                 on_batch(batch[-1].seq)
 

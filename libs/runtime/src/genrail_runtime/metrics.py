@@ -39,6 +39,9 @@ class Metrics:
         self.webhook_verification_failures = meter.create_counter(
             "genrail.webhooks.verification_failures", unit="{request}",
             description="Webhook requests refused for their signature or timestamp, by provider")
+        self.quarantined = meter.create_counter(
+            "genrail.projection.quarantined", unit="{event}",
+            description="Events a projection could not write and set aside (genrail quarantine lists them)")
 
     def log_event(self, name: str, fields: Mapping[str, Any]) -> None:
         """Count a logged domain event: `job.completed` with `created_at` also times the job."""
@@ -59,6 +62,9 @@ class Metrics:
 
     def webhook_verification_failed(self, provider: str) -> None:
         self.webhook_verification_failures.add(1, {"provider": provider})
+
+    def projection_quarantined(self, projection: str) -> None:
+        self.quarantined.add(1, {"projection": projection})
 
 
 _metrics: Metrics | None = None
