@@ -17,6 +17,9 @@ LOCAL_STRIPE_API_KEY = "sk_test_genrail_local"  # what the local stack gives its
 class ApiSettings(CommonSettings, StorageSettings):
     api_host: str = Field("127.0.0.1", description="Address the API listens on")
     api_port: int = Field(8000, description="Port the API listens on")
+    api_keep_alive_s: float = Field(75.0, description="How long an idle keep-alive connection stays open: longer "
+                                                      "than clients' and load balancers' idle timeouts (60 s is "
+                                                      "common), so the server never closes one as a request arrives")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL users reach the API at")
     cost_copy: int = Field(1, description="Credits charged for an ad copy job")
     cost_scrape: int = Field(1, description="Credits charged for a product-page scrape")
