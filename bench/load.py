@@ -27,6 +27,8 @@ class Connection:
         self.writer.write("\r\n".join(head).encode() + body)
         assert self.reader is not None
         status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the server closed the connection before answering")
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
