@@ -20,6 +20,6 @@ test *ARGS:
 unit:
     {{venv}}/python -m pytest libs/events/tests tests/unit tests/handlers -q
 
-# Measure throughput and latency against the raw JetStream rates of the same run
+# genrail against the plain CRUD design it replaces, same machine and client, with the raw JetStream ceilings
 bench *ARGS:
     {{venv}}/python -m bench {{ARGS}}
