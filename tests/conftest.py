@@ -53,6 +53,16 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL of the test module's own, for tests that need the database but not the stack."""
+    from genrail_cli.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), port=free_port()).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 async def log(stack: Stack):
     nc = await connect(stack.nats_url, "tests")

@@ -10,20 +10,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from genrail_cli.embedded import EmbeddedPostgres, free_port
+from genrail_cli.embedded import free_port
 from genrail_eventlog.log import Stored
 from genrail_events import jobs
 from genrail_events.jobs import JobType
 from genrail_readmodels import jobs as jobs_table
 from genrail_readmodels.db import create_schema, load_checkpoint, make_engine, quarantined
 from genrail_readmodels.runner import apply_or_quarantine
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), port=free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

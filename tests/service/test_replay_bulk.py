@@ -21,7 +21,6 @@ from typing import Any
 import msgspec
 import pytest
 import sqlalchemy as sa
-from genrail_cli.embedded import EmbeddedPostgres, free_port
 from genrail_eventlog.store import connect, ensure_streams
 from genrail_events import batches, jobs, ledger, users
 from genrail_events.envelope import Event
@@ -146,13 +145,6 @@ def generate(seed: int = 11) -> list[tuple[str, bytes]]:
             add(job_subject(event), event)
             entry(ledger.decide_refund(accounts[job.user_id], job.id, job.attempt, 2, "canceled", now=next(clock)))
     return out
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), port=free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -130,12 +130,8 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
             return "started"
         if status == "succeeded" and (refused := [u for u in output_urls(prediction)
                                                   if not output_host_allowed(u, output_hosts)]):
-            error = f"provider output from a host outputs are not taken from: {urlsplit(refused[0]).hostname}"
-            await transition(store, job_id, lambda j: jobs.decide_transition(j, S.failed, error=error),
-                             known=(job, seq))
-            log_event(log, "job.failed", job_id=job_id, user_id=job.user_id, type=str(job.type),
-                      attempt=job.attempt, error=error)
-            return "failed"
+            return await _fail(store, job, seq, "provider output from a host outputs are not taken from: "
+                                                f"{urlsplit(refused[0]).hostname}")
         if status == "succeeded":
             files = await download_outputs(http, storage, job, output_urls(prediction), max_bytes=max_bytes,
                                            timeout_s=timeout_s)
@@ -147,12 +143,14 @@ async def apply_prediction(store: EventStore, storage: Storage, http: httpx.Asyn
                       attempt=job.attempt, prediction_id=prediction_id, created_at=job.created_at)
             return "completed"
         if status in FAILED:
-            error = f"provider prediction {status}: {prediction.error or 'no reason given'}"
-            await transition(store, job_id, lambda j: jobs.decide_transition(j, S.failed, error=error),
-                             known=(job, seq))
-            log_event(log, "job.failed", job_id=job_id, user_id=job.user_id, type=str(job.type),
-                      attempt=job.attempt, error=error)
-            return "failed"
+            return await _fail(store, job, seq, f"provider prediction {status}: {prediction.error or 'no reason given'}")
     except jobs.InvalidTransition:
         return "job moved on meanwhile"
     return f"ignored status {status!r}"
+
+
+async def _fail(store: EventStore, job: jobs.Job, seq: int, error: str) -> str:
+    await transition(store, job.id, lambda j: jobs.decide_transition(j, S.failed, error=error), known=(job, seq))
+    log_event(log, "job.failed", job_id=job.id, user_id=job.user_id, type=str(job.type), attempt=job.attempt,
+              error=error)
+    return "failed"
