@@ -14,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from genrail_commands.predictions import callback_url
 from genrail_runtime import webhook_signing
 from tests.conftest import new_stack
 from tests.helpers import drained, ledger_events, register, wait_for_job, wait_until
@@ -85,7 +86,7 @@ def _signed(stack, job_id: str, prediction: dict, *, webhook_id: str | None = No
     body = json.dumps(prediction).encode()
     headers = webhook_signing.sign(secret or stack.local_secrets()["replicate_webhook"],
                                    webhook_id or f"msg_{uuid.uuid4().hex}", timestamp or int(time.time()), body)
-    return f"{stack.webhooks_url}/webhooks/replicate?job_id={job_id}&attempt=1", body, headers
+    return callback_url(stack.webhooks_url, job_id, 1, stack.local_secrets()["replicate_webhook"]), body, headers
 
 
 async def test_a_webhook_delivered_five_times_at_once_before_the_prediction_was_recorded_applies_once(
@@ -173,6 +174,26 @@ async def test_forged_unsigned_and_stale_webhooks_against_an_in_flight_job_are_r
     assert await log.read(f"job.*.*.{job_id}") == before  # a valid one would have failed it (and refunded it)
     assert (await api.get(f"/api/jobs/{job_id}", headers=user.headers)).json()["status"] == "processing"
     assert await ledger_events(log, user.id, "refunded") == []
+
+
+async def test_a_signed_callback_replayed_to_another_jobs_url_is_refused(slow, shop):
+    """The provider signs the body, not the URL: the URL's own signature of its job and
+    attempt keeps a genuine callback of one job from being applied to another."""
+    stack, api, log = slow
+    user = await register(api)
+    victim = (await api.post("/api/generate/tts", headers=user.headers, json={"text": "Mine"})).json()["id"]
+    await wait_for_job(api, user, victim, {"processing"})
+    before = await log.read(f"job.*.*.{victim}")
+    prediction = {"id": "pred_elsewhere", "status": "succeeded", "output": [shop.url("/img/product.png")]}
+    url, body, headers = _signed(stack, str(uuid.uuid4()), prediction)  # genuine, for another job
+    other_job = url.split("job_id=")[1].split("&")[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        replayed = await client.post(url.replace(other_job, victim), content=body, headers=headers)
+        unsigned = await client.post(url.replace(other_job, victim).split("&sig=")[0], content=body, headers=headers)
+    assert (replayed.status_code, unsigned.status_code) == (401, 401), replayed.text
+    assert "not signed for this job" in replayed.json()["detail"]
+    await drained(log)
+    assert await log.read(f"job.*.*.{victim}") == before
 
 
 async def test_a_late_and_out_of_order_callback_after_completion_is_harmless(api, log, stack):

@@ -5,6 +5,8 @@ state on the log decides, and output keys are deterministic, so a repeat stores 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import mimetypes
 from typing import Any
@@ -46,10 +48,21 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
         return self.status == "succeeded" or self.status in FAILED
 
 
-def callback_url(webhooks_public_url: str, job_id: str, attempt: int) -> str:
+def callback_url(webhooks_public_url: str, job_id: str, attempt: int, secret: str) -> str:
     """The webhook URL a job's prediction calls back: it names the job and the attempt, so a
-    callback that comes before the pipeline recorded the prediction id still finds its job."""
-    return f"{webhooks_public_url.rstrip('/')}/webhooks/replicate?{urlencode({'job_id': job_id, 'attempt': attempt})}"
+    callback that comes before the pipeline recorded the prediction id still finds its job.
+    The provider signs the body, not the URL: `sig` signs the job and attempt, so that a
+    signed body replayed to another job's URL is refused."""
+    query = urlencode({"job_id": job_id, "attempt": attempt, "sig": callback_signature(secret, job_id, attempt)})
+    return f"{webhooks_public_url.rstrip('/')}/webhooks/replicate?{query}"
+
+
+def callback_signature(secret: str, job_id: str, attempt: int) -> str:
+    return hmac.new(secret.encode(), f"callback:{job_id}:{attempt}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def callback_signed(secret: str, job_id: str, attempt: int, sig: str | None) -> bool:
+    return sig is not None and hmac.compare_digest(callback_signature(secret, job_id, attempt), sig)
 
 
 class OutputDownloadFailed(Exception):

@@ -36,7 +36,8 @@ class Providers:
         """Start an async job at Replicate; the result comes back to our signed webhook,
         whose URL names the job and attempt so it finds the job even before we record
         the prediction id."""
-        webhook = callback_url(self.settings.webhooks_public_url, job.id, job.attempt)
+        webhook = callback_url(self.settings.webhooks_public_url, job.id, job.attempt,
+                               self.settings.replicate_webhook_secret.get_secret_value())
         return await self.replicate.create_prediction(
             self.settings.replicate_model(job.type.value), job.input, webhook=webhook,
             webhook_events_filter=("start", "completed"))

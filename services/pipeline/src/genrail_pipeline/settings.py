@@ -44,6 +44,8 @@ class PipelineSettings(CommonSettings, StorageSettings, FetchSettings):
     replicate_model_ugc_video: str = Field("genrail/ugc-video", description="Model for UGC videos")
     replicate_model_tts: str = Field("genrail/tts", description="Model for text-to-speech")
     webhooks_public_url: str = Field("http://127.0.0.1:8001", description="Where providers reach our webhooks")
+    replicate_webhook_secret: SecretStr = Field(SecretStr(""), description="Replicate's webhook signing secret, "
+                                                "as the webhooks service has it: signs each callback URL's job")
     deadline_static_ad_s: float = Field(300, description="A static ad with no result by then expires")
     deadline_ugc_video_s: float = Field(900, description="A UGC video with no result by then expires")
     deadline_tts_s: float = Field(300, description="A TTS job with no result by then expires")

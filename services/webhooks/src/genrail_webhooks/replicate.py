@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from genrail_runtime import metrics, webhook_signing
 from genrail_commands.jobs import in_job_trace
-from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction
+from genrail_commands.predictions import OutputDownloadFailed, Prediction, apply_prediction, callback_signed
 
 from .deps import HttpDep, LogDep, SettingsDep, StorageDep
 
@@ -31,7 +31,8 @@ _in_flight: dict[str, asyncio.Lock] = {}
                         503: {"description": "Not configured, or outputs not fetchable yet: deliver again"}})
 async def replicate_callback(request: Request, settings: SettingsDep, store: LogDep, storage: StorageDep,
                              http: HttpDep, job_id: Annotated[str | None, Query(max_length=64)] = None,
-                             attempt: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
+                             attempt: Annotated[int | None, Query(ge=1)] = None,
+                             sig: Annotated[str | None, Query(max_length=64)] = None) -> JSONResponse:
     if not settings.replicate_webhook_secret.get_secret_value():
         return JSONResponse({"detail": "Replicate webhooks are not configured (REPLICATE_WEBHOOK_SECRET)"},
                             status_code=503)
@@ -50,6 +51,11 @@ async def replicate_callback(request: Request, settings: SettingsDep, store: Log
         job_id = str(uuid.UUID(job_id)) if job_id else None
     except ValueError:
         return JSONResponse({"detail": "body is not a prediction object, or job_id is not a UUID"}, status_code=400)
+    if job_id is not None and (attempt is None or not callback_signed(
+            settings.replicate_webhook_secret.get_secret_value(), job_id, attempt, sig)):
+        metrics.get().webhook_verification_failed("replicate")
+        return JSONResponse({"detail": "the callback URL is not signed for this job and attempt (sig)"},
+                            status_code=401)
     if job_id is None:
         log.warning("webhook.unknown_prediction", extra={"prediction_id": prediction.id, "webhook_id": webhook_id})
         return JSONResponse({"status": "ignored", "reason": "no job for this prediction"})
