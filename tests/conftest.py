@@ -14,6 +14,8 @@ from genrail_cli.stack import Ports, Stack
 from genrail_cli.embedded import free_port
 from genrail_eventlog.store import EventStore, connect
 
+from tests.helpers import STRIPE_WEBHOOK_SECRET
+
 # Short windows so the tests exercise the paths that must not depend on them: a 2 s
 # message-id window (idempotency is proven past it) and a 3 s redelivery timeout.
 TEST_ENV = {
@@ -23,6 +25,7 @@ TEST_ENV = {
     "ADMIN_TOKEN": "test-admin-token-5f2c9e1a7b3d",
     # tests.sites.PUBLIC_STAND_IN: the shop sites scraped, and serving provider outputs, in tests
     "FETCH_ALLOW": "127.0.0.2/32", "PROVIDER_OUTPUT_HOSTS": "127.0.0.2",
+    "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET, "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
 }
 
 

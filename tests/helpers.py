@@ -13,6 +13,11 @@ from genrail_eventlog.store import EventStore
 STREAMS = ("JOBS", "LEDGER", "USERS", "PAYMENTS", "BATCHES")
 
 
+# The test stack's Stripe webhook secret (TEST_ENV in tests/conftest.py), so that tests can
+# sign Stripe events as Stripe would; `genrail up` makes a random one per data directory.
+STRIPE_WEBHOOK_SECRET = "whsec_tests_only_4c1d9e7a2b6f"
+
+
 class User:
     def __init__(self, user_id: str, email: str, api_key: str):
         self.id, self.email, self.api_key = user_id, email, api_key

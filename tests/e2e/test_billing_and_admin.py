@@ -18,12 +18,12 @@ from genrail_events.jobs import JobType
 from genrail_events.ledger import Account
 from genrail_commands.accounts import append_to_account
 from tests.conftest import TEST_ENV
-from tests.helpers import User, drained, ledger_events, register, wait_for_job, wait_until
+from tests.helpers import STRIPE_WEBHOOK_SECRET, User, drained, ledger_events, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
 ADMIN = {"Authorization": f"Bearer {TEST_ENV['ADMIN_TOKEN']}"}
-WEBHOOK_SECRET = "whsec_genrail_local"  # the local stack's, shared by the emulator and the webhooks service
+WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET  # the test stack's, shared by the emulator and the webhooks service
 COPY = {"product_name": "Trailblazer 2 hiking boots", "tone": "bold", "length": "short"}
 
 

@@ -101,8 +101,8 @@ class Stack:
             "STORAGE_URL": f"file://{media}",
             # Stripe: the local provider answers as Stripe and signs its webhooks with the local secret.
             "STRIPE_API_KEY": "sk_test_genrail_local", "STRIPE_API_BASE": self.localprovider_url,
-            "STRIPE_WEBHOOK_SECRET": "whsec_genrail_local",
-            "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": "whsec_genrail_local",
+            "STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
+            "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
             "LOCALPROVIDER_STRIPE_WEBHOOK_URL": f"{self.webhooks_url}/webhooks/stripe",
             "LOCALPROVIDER_STRIPE_PUBLIC_URL": self.localprovider_url,
             # Replicate: the local provider answers as Replicate and signs as Replicate does.
@@ -115,14 +115,19 @@ class Stack:
         }
 
     def local_secrets(self) -> dict[str, str]:
-        """Secrets of this data directory: made once, kept, so URLs and webhooks survive restarts."""
+        """Secrets of this data directory: made once, kept, so URLs and webhooks survive
+        restarts; one missing from an older data directory is made then. None is a value
+        anyone else knows, so a stack exposed by mistake takes no forged payment events."""
         path = self.data_dir / "secrets.json"
-        if not path.exists():
+        known = json.loads(path.read_text()) if path.exists() else {}
+        makers = {"replicate_webhook": webhook_signing.new_secret, "stripe_webhook": webhook_signing.new_secret,
+                  "media_url": lambda: secrets.token_urlsafe(32)}
+        missing = {name: make() for name, make in makers.items() if name not in known}
+        if missing:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            made = {"replicate_webhook": webhook_signing.new_secret(), "media_url": secrets.token_urlsafe(32)}
-            path.write_text(json.dumps(made))
+            path.write_text(json.dumps({**known, **missing}))
             path.chmod(0o600)
-        return json.loads(path.read_text())
+        return {**known, **missing}
 
     def start(self, timeout_s: float = 60) -> Stack:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,9 @@ class StripeEmulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCALPROVIDER_STRIPE_", extra="ignore")
 
     webhook_url: str = Field("http://127.0.0.1:8001/webhooks/stripe", description="Where events are sent")
-    webhook_secret: str = Field("whsec_genrail_local", description="Secret the receiver verifies with")
+    webhook_secret: str = Field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24),
+                                description="Secret the receiver verifies with (genrail up makes one per data "
+                                            "directory; unset: a random one, known to no receiver)")
     public_url: str = Field("http://127.0.0.1:8002", description="Base URL of this server, for payment pages")
 
 
