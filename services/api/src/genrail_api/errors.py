@@ -46,6 +46,12 @@ class BillingUnavailable(ApiError):
     status_code = 503
 
 
+class Busy(ApiError):
+    """Too much of one kind of work in hand: try again shortly (503 with Retry-After)."""
+
+    status_code = 503
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
     msg = error.get("msg", "is invalid")
@@ -61,7 +67,8 @@ def _describe(error: dict) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = ({"WWW-Authenticate": "Bearer"} if exc.status_code == 401
+                   else {"Retry-After": "1"} if isinstance(exc, Busy) else None)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(InsufficientCredits)

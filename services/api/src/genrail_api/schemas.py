@@ -192,6 +192,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "The resource is not in a state that allows this"},
     413: {"model": ErrorBody, "description": "The request body is too large"},
     422: {"model": ErrorBody, "description": "A field is missing or has the wrong type or value"},
+    503: {"model": ErrorBody, "description": "Busy for a moment: try again after Retry-After seconds",
+          "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}},
 }
 PAYMENT_REQUIRED: dict[int | str, dict[str, Any]] = {
     402: {"model": PaymentRequiredBody, "description": "Not enough credits; nothing was charged"},

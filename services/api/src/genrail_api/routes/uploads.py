@@ -6,8 +6,11 @@ import uuid
 from fastapi import APIRouter, UploadFile
 
 from ..deps import CurrentUser, SettingsDep, StorageDep
-from ..errors import Conflict, PayloadTooLarge, Unprocessable
-from ..image_validation import InvalidImage, validate_image
+from ..errors import Busy, Conflict, PayloadTooLarge, Unprocessable
+from ..image_validation import ImageChecks, InvalidImage
+
+# One per process: images are decoded on its threads, never on the event loop.
+IMAGE_CHECKS = ImageChecks()
 from ..schemas import ERRORS, PresignedUpload, PresignRequest, UploadPublic
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
@@ -20,16 +23,18 @@ def upload_prefix(user_id: str) -> str:
 
 
 @router.post("", status_code=201, response_model=UploadPublic,
-             responses={401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422]},
+             responses={401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
              summary="Upload an image (JPEG, PNG or WebP, checked by its content) for a batch")
 async def upload(file: UploadFile, user_id: CurrentUser, storage: StorageDep, settings: SettingsDep) -> UploadPublic:
     data = await file.read(settings.upload_max_bytes + 1)
     if len(data) > settings.upload_max_bytes:
         raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
     try:
-        info = validate_image(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
+        info = await IMAGE_CHECKS.check(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
     except InvalidImage as exc:
         raise Unprocessable(exc.message) from None
+    if info is None:
+        raise Busy("too many images are being checked right now: try again in a second")
     key = f"{upload_prefix(user_id)}{hashlib.sha256(data).hexdigest()[:40]}{EXTENSIONS[info.content_type]}"
     await storage.put(key, data, info.content_type)
     return UploadPublic(key=key, content_type=info.content_type, width=info.width, height=info.height,
