@@ -46,6 +46,12 @@ class BillingUnavailable(ApiError):
     status_code = 503
 
 
+class TooManyOpen(ApiError):
+    """The user already holds as many long responses of this kind as allowed (429)."""
+
+    status_code = 429
+
+
 class Busy(ApiError):
     """Too much of one kind of work in hand: try again shortly (503 with Retry-After)."""
 
@@ -68,7 +74,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = ({"WWW-Authenticate": "Bearer"} if exc.status_code == 401
-                   else {"Retry-After": "1"} if isinstance(exc, Busy) else None)
+                   else {"Retry-After": "1"} if isinstance(exc, Busy | TooManyOpen) else None)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(InsufficientCredits)

@@ -192,6 +192,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "The resource is not in a state that allows this"},
     413: {"model": ErrorBody, "description": "The request body is too large"},
     422: {"model": ErrorBody, "description": "A field is missing or has the wrong type or value"},
+    429: {"model": ErrorBody, "description": "Too many of these open for this user: close one, or try again "
+                                             "after Retry-After seconds",
+          "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}},
     503: {"model": ErrorBody, "description": "Busy for a moment: try again after Retry-After seconds",
           "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}},
 }

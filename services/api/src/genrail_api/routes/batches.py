@@ -19,7 +19,8 @@ from genrail_readmodels import jobs as jobs_table
 from .. import handlers
 from ..batch_views import batch_view
 from ..deps import CurrentUser, DbDep, EngineDep, LogDep, SettingsDep, StorageDep
-from ..errors import Conflict, NotFound, Unprocessable
+from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable
+from ..open_streams import DOWNLOADS, EVENT_STREAMS
 from ..schemas import ERRORS, PAYMENT_REQUIRED, BatchCreate, BatchPage, BatchPublic, BatchSummary
 from .uploads import upload_prefix
 
@@ -74,7 +75,7 @@ async def get_batch(batch_id: BatchId, user_id: CurrentUser, db: DbDep, log: Log
 
 @router.get("/{batch_id}/events", responses={200: {"description": "text/event-stream of `progress` events, "
                                                                    "then one `done`", "content": {"text/event-stream": {}}},
-                                              401: ERRORS[401], 404: ERRORS[404]},
+                                              401: ERRORS[401], 404: ERRORS[404], 429: ERRORS[429]},
             summary="Live progress as Server-Sent Events, until every image is final")
 async def batch_events(batch_id: BatchId, request: Request, user_id: CurrentUser, engine: EngineDep, log: LogDep,
                        storage: StorageDep, settings: SettingsDep) -> EventSourceResponse:
@@ -85,6 +86,8 @@ async def batch_events(batch_id: BatchId, request: Request, user_id: CurrentUser
     first = await view()
     if first is None:
         raise NotFound(f"batch {batch_id} not found")
+    if not EVENT_STREAMS.claim(user_id, settings.max_event_streams_per_user):
+        raise TooManyOpen(f"{settings.max_event_streams_per_user} event streams are open for this user already")
 
     async def stream() -> AsyncIterator[dict]:
         current, last_sent = first, None
@@ -101,7 +104,7 @@ async def batch_events(batch_id: BatchId, request: Request, user_id: CurrentUser
             await asyncio.sleep(0.25)
             current = await view() or current
 
-    return EventSourceResponse(stream(), ping=15)
+    return EventSourceResponse(EVENT_STREAMS.held(user_id, stream()), ping=15)
 
 
 def _progress(view: dict) -> dict:
@@ -112,17 +115,20 @@ def _progress(view: dict) -> dict:
 
 @router.get("/{batch_id}/download", response_class=StreamingResponse,
             responses={200: {"description": "A ZIP of the finished images", "content": {"application/zip": {}}},
-                       401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
+                       401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409], 429: ERRORS[429]},
             summary="Download the edited images as one ZIP, streamed")
-async def download(batch_id: BatchId, user_id: CurrentUser, db: DbDep, log: LogDep, storage: StorageDep,
+async def download(batch_id: BatchId, user_id: CurrentUser, engine: EngineDep, log: LogDep, storage: StorageDep,
                    settings: SettingsDep) -> StreamingResponse:
-    view = await batch_view(db, log, storage, settings, str(batch_id), user_id, with_urls=False)
+    async with engine.connect() as db:  # released before the ZIP streams, however slowly it is read
+        view = await batch_view(db, log, storage, settings, str(batch_id), user_id, with_urls=False)
     if view is None:
         raise NotFound(f"batch {batch_id} not found")
     done = [i for i in view["images"] if i["status"] == "completed" and i["output_key"]]
     if not done:
         raise Conflict(f"batch {batch_id} has no finished images yet ({view['status']})")
-    return StreamingResponse(_zip(storage, done), media_type="application/zip",
+    if not DOWNLOADS.claim(user_id, settings.max_downloads_per_user):
+        raise TooManyOpen(f"{settings.max_downloads_per_user} downloads are in progress for this user already")
+    return StreamingResponse(DOWNLOADS.held(user_id, _zip(storage, done)), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.zip"'})
 
 
