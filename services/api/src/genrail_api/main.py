@@ -62,4 +62,5 @@ def run() -> None:
     logs.configure("api", settings.log_level)
     telemetry.setup("api", settings)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
-                access_log=False, lifespan="on", timeout_keep_alive=settings.api_keep_alive_s)
+                access_log=False, lifespan="on", timeout_keep_alive=settings.api_keep_alive_s,
+                limit_concurrency=settings.api_max_concurrency, timeout_graceful_shutdown=30)

@@ -30,6 +30,9 @@ class ApiSettings(CommonSettings, StorageSettings):
     media_url_secret: SecretStr = Field(SecretStr(""), description="Signs media URLs of file storage")
     media_url_ttl_s: int = Field(3600, description="How long a media URL stays valid")
     upload_max_bytes: int = Field(10 * 1024 * 1024, description="Largest image upload")
+    api_max_concurrency: int = Field(2000, description="Connections and requests in hand at once; past it, 503 "
+                                                       "at once (uvicorn's limit_concurrency), so an overload or "
+                                                       "slow clients cannot take the process's memory")
     max_event_streams_per_user: int = Field(8, description="Open batch event streams of one user, per API process")
     max_downloads_per_user: int = Field(2, description="ZIP downloads of one user in progress, per API process")
     upload_max_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image")
