@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from genrail_commands.accounts import writer_for
 from genrail_eventlog.store import EventStore, connect, ensure_streams
 from genrail_readmodels import registry
-from genrail_readmodels.db import make_engine, wait_for_tables
+from genrail_readmodels.db import create_schema, make_engine, wait_for_tables
 from genrail_runtime import telemetry
 from genrail_storage.store import Storage
 
+from . import rate_limits
 from .key_cache import KeyCache
 from .settings import ApiSettings
 from .stripe_checkout import StripeCheckout
@@ -54,6 +55,7 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
                              duplicate_window_s=settings.stream_duplicate_window_s)
         telemetry.instrument_engine(engine)
         await wait_for_tables(engine, registry.tables())  # the projector creates them
+        await create_schema(engine, [rate_limits.DDL])  # the API's own table
         if not settings.media_url_secret.get_secret_value():
             log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
                         "and differ between replicas; set MEDIA_URL_SECRET")

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from genrail_commands.accounts import AccountBusy
+
+from .rate_limits import RateLimited
 from genrail_eventlog.store import ConcurrencyConflict
 from genrail_events.jobs import InvalidTransition
 from genrail_events.ledger import InsufficientCredits
@@ -80,6 +82,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InsufficientCredits)
     async def insufficient(_: Request, exc: InsufficientCredits) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "balance": exc.balance, "cost": exc.cost}, status_code=402)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(AccountBusy)
     async def account_busy(_: Request, exc: AccountBusy) -> JSONResponse:

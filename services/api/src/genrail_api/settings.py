@@ -33,6 +33,10 @@ class ApiSettings(CommonSettings, StorageSettings):
     api_max_concurrency: int = Field(2000, description="Connections and requests in hand at once; past it, 503 "
                                                        "at once (uvicorn's limit_concurrency), so an overload or "
                                                        "slow clients cannot take the process's memory")
+    signups_per_hour_per_address: int = Field(20, description="Registrations from one client address per hour, "
+                                                              "across API processes (0: no limit)")
+    jobs_per_minute_per_user: int = Field(0, description="Jobs and batches one user may create per minute, across "
+                                                         "API processes (0: no limit)")
     max_event_streams_per_user: int = Field(8, description="Open batch event streams of one user, per API process")
     max_downloads_per_user: int = Field(2, description="ZIP downloads of one user in progress, per API process")
     upload_max_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image")

@@ -16,7 +16,7 @@ from genrail_events import batches
 from genrail_readmodels import batches as batches_table
 from genrail_readmodels import jobs as jobs_table
 
-from .. import handlers
+from .. import handlers, rate_limits
 from ..batch_views import batch_view
 from ..deps import CurrentUser, DbDep, EngineDep, LogDep, SettingsDep, StorageDep
 from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable
@@ -29,10 +29,12 @@ BatchId = Annotated[uuid.UUID, Path(description="The batch's id")]
 
 
 @router.post("", status_code=202, response_model=BatchPublic,
-             responses={**PAYMENT_REQUIRED, 401: ERRORS[401], 422: ERRORS[422]},
+             responses={**PAYMENT_REQUIRED, 401: ERRORS[401], 422: ERRORS[422], 429: ERRORS[429]},
              summary="Edit many images with one prompt: one credit per image, charged at once, all or nothing")
 async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db: DbDep, storage: StorageDep,
-                       settings: SettingsDep, response: Response) -> BatchPublic:
+                       settings: SettingsDep, response: Response, engine: EngineDep) -> BatchPublic:
+    await rate_limits.hit(engine, f"jobs:{user_id}", limit=settings.jobs_per_minute_per_user, window_s=60,
+                          what="jobs of one user")
     if len(body.image_keys) > settings.batch_max_images:
         raise Unprocessable(f"image_keys: at most {settings.batch_max_images} images per batch")
     if len(set(body.image_keys)) != len(body.image_keys):

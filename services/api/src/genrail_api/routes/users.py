@@ -3,11 +3,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from genrail_readmodels.db import projection_position
 
-from .. import handlers
+from .. import handlers, rate_limits
 from ..deps import EngineDep, LogDep, SettingsDep
 from ..errors import Conflict
 from ..schemas import ERRORS, UserCreate, UserCreated
@@ -15,9 +15,14 @@ from ..schemas import ERRORS, UserCreate, UserCreated
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-@router.post("", status_code=201, response_model=UserCreated, responses={409: ERRORS[409], 422: ERRORS[422]},
+@router.post("", status_code=201, response_model=UserCreated,
+             responses={409: ERRORS[409], 422: ERRORS[422], 429: ERRORS[429]},
              summary="Register a user; returns the API key once and the free credits granted")
-async def register(body: UserCreate, log: LogDep, engine: EngineDep, settings: SettingsDep) -> UserCreated:
+async def register(body: UserCreate, request: Request, log: LogDep, engine: EngineDep,
+                   settings: SettingsDep) -> UserCreated:
+    address = request.client.host if request.client else "unknown"
+    await rate_limits.hit(engine, f"signup:{address}", limit=settings.signups_per_hour_per_address, window_s=3600,
+                          what="registrations from one address")
     try:
         registration = await handlers.register_user(log, body.email, wait_s=settings.read_your_writes_timeout_s)
     except handlers.EmailTaken as exc:
