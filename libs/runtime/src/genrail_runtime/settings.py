@@ -18,8 +18,9 @@ class CommonSettings(BaseSettings):
     stream_replicas: int = Field(1, description="Replicas of each stream (3 in a cluster)")
     stream_duplicate_window_s: float = Field(120.0, description="How long JetStream remembers message ids")
     metrics_host: str = Field("127.0.0.1", description="Address of a worker's Prometheus endpoint")
-    metrics_port: int = Field(0, description="Port of a worker's Prometheus /metrics (0: none; the API and "
-                                             "the webhook receiver serve /metrics on their own port)")
+    metrics_port: int = Field(0, description="Port of the process's Prometheus /metrics (0: none for a worker; "
+                                             "the API and the webhook receiver then serve /metrics on their "
+                                             "public port; set, only here)")
     telemetry_spans_dir: Path | None = Field(None, description="Tests: every finished span is written to "
                                                                "<dir>/<service>.jsonl")
 

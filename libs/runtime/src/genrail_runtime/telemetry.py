@@ -101,9 +101,10 @@ def fastapi_telemetry() -> dict[str, bool]:
     return {"tracing": _LIBRARIES_TRACED, "operation_spans": _LIBRARIES_TRACED, "metrics": True}
 
 
-def instrument_app(app: FastAPI) -> None:
-    """Trace the app's requests (a SERVER span each, continuing a caller's W3C context) and
-    serve the process's metrics at /metrics."""
+def instrument_app(app: FastAPI, *, serve_metrics: bool = True) -> None:
+    """Trace the app's requests (a SERVER span each, continuing a caller's W3C context) and,
+    unless the process serves them on a port of its own (METRICS_PORT: not public), serve
+    the process's metrics at /metrics."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from starlette.requests import Request
     from starlette.responses import Response
@@ -113,7 +114,8 @@ def instrument_app(app: FastAPI) -> None:
 
     if _LIBRARIES_TRACED:
         FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_URLS, exclude_spans=["receive", "send"])
-    app.add_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
+    if serve_metrics:
+        app.add_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
 
 
 def instrument_engine(engine: AsyncEngine) -> None:

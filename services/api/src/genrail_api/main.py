@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
     app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
-    telemetry.instrument_app(app)
+    telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app
 
 

@@ -40,7 +40,7 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    telemetry.instrument_app(app)
+    telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app
 
 
