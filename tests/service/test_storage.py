@@ -89,6 +89,12 @@ async def test_exists_delete_and_missing_objects(storage):
             pass
 
 
+async def test_size_is_read_without_the_content_and_none_when_missing(storage):
+    await storage.put("a/sized.bin", b"x" * 1234, "application/octet-stream")
+    assert await storage.size("a/sized.bin") == 1234
+    assert await storage.size("a/missing.bin") is None
+
+
 async def test_put_stream_under_the_cap(storage):
     size = await storage.put_stream(
         "s.bin", _chunks(b"ab", b"", b"cde"), "application/octet-stream", max_bytes=5

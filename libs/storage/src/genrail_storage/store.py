@@ -82,6 +82,10 @@ class Storage(ABC):
     async def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, read without its content; None when there is none."""
+
+    @abstractmethod
     async def delete(self, key: str) -> None:
         """Remove an object; deleting a missing key is not an error."""
 
@@ -191,6 +195,14 @@ class FileStorage(Storage):
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).is_file)
+
+    async def size(self, key: str) -> int | None:
+        path = self.path_for(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        return stat.st_size if path.is_file() else None
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.path_for(key).unlink, missing_ok=True)
@@ -351,6 +363,16 @@ class S3Storage(Storage):
         async with answer["Body"] as body:
             async for chunk in body.iter_chunks(chunk_size):
                 yield chunk
+
+    async def size(self, key: str) -> int | None:
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except Exception as exc:
+            if self._is_not_found(exc):
+                return None
+            raise
+        return int(head["ContentLength"])
 
     async def exists(self, key: str) -> bool:
         object_key = self._object_key(key)

@@ -22,14 +22,15 @@ from ..deps import CurrentUser, DbDep, EngineDep, LogDep, SettingsDep, StorageDe
 from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable
 from ..open_streams import DOWNLOADS, EVENT_STREAMS
 from ..schemas import ERRORS, PAYMENT_REQUIRED, BatchCreate, BatchPage, BatchPublic, BatchSummary
-from .uploads import upload_prefix
+from .uploads import DIRECT_PREFIX, check_direct_upload, upload_prefix
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 BatchId = Annotated[uuid.UUID, Path(description="The batch's id")]
 
 
 @router.post("", status_code=202, response_model=BatchPublic,
-             responses={**PAYMENT_REQUIRED, 401: ERRORS[401], 422: ERRORS[422], 429: ERRORS[429]},
+             responses={**PAYMENT_REQUIRED, 401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422], 429: ERRORS[429],
+                        503: ERRORS[503]},
              summary="Edit many images with one prompt: one credit per image, charged at once, all or nothing")
 async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db: DbDep, storage: StorageDep,
                        settings: SettingsDep, response: Response, engine: EngineDep) -> BatchPublic:
@@ -40,7 +41,11 @@ async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db:
     if len(set(body.image_keys)) != len(body.image_keys):
         raise Unprocessable("image_keys: the same image is listed twice")
     for key in body.image_keys:
-        if not key.startswith(upload_prefix(user_id)) or not await storage.exists(key):
+        if not key.startswith(upload_prefix(user_id)):
+            raise Unprocessable(f"image_keys: {key!r} is not one of your uploads")
+        if key.startswith(upload_prefix(user_id) + DIRECT_PREFIX):
+            await check_direct_upload(storage, key, settings)  # checked on the way in, like the others
+        elif not await storage.exists(key):
             raise Unprocessable(f"image_keys: {key!r} is not one of your uploads")
     batch_id, created = await handlers.create_batch(log, user_id, body.prompt, body.image_keys,
                                                     settings.cost_image_edit, body.idempotency_key)

@@ -41,6 +41,28 @@ async def upload(file: UploadFile, user_id: CurrentUser, storage: StorageDep, se
                         size_bytes=info.size_bytes)
 
 
+DIRECT_PREFIX = "direct-"  # keys handed out by /presign: their content never passed through the API
+
+
+async def check_direct_upload(storage, key: str, settings) -> None:
+    """An image PUT straight into storage is checked as an upload through the API is, before
+    a batch may take it: its size from the storage (read without the content), then its
+    type by content and its pixels, off the event loop. Unprocessable, PayloadTooLarge or
+    Busy says what is wrong; nothing is fetched past the size limit."""
+    size = await storage.size(key)
+    if size is None:
+        raise Unprocessable(f"image_keys: {key!r} is not one of your uploads")
+    if size > settings.upload_max_bytes:
+        raise PayloadTooLarge(f"image_keys: {key!r} is {size} bytes, larger than {settings.upload_max_bytes}")
+    try:
+        info = await IMAGE_CHECKS.check(await storage.get(key), max_bytes=settings.upload_max_bytes,
+                                        max_pixels=settings.upload_max_pixels)
+    except InvalidImage as exc:
+        raise Unprocessable(f"image_keys: {key!r}: {exc.message}") from None
+    if info is None:
+        raise Busy("too many images are being checked right now: try again in a second")
+
+
 @router.post("/presign", response_model=PresignedUpload,
              responses={401: ERRORS[401], 409: ERRORS[409], 413: ERRORS[413], 422: ERRORS[422]},
              summary="A URL to PUT an image straight into object storage (S3 storage only)")
@@ -48,7 +70,7 @@ async def presign(body: PresignRequest, user_id: CurrentUser, storage: StorageDe
                   settings: SettingsDep) -> PresignedUpload:
     if body.size_bytes > settings.upload_max_bytes:
         raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
-    key = f"{upload_prefix(user_id)}direct-{uuid.uuid4().hex}{EXTENSIONS[body.content_type]}"
+    key = f"{upload_prefix(user_id)}{DIRECT_PREFIX}{uuid.uuid4().hex}{EXTENSIONS[body.content_type]}"
     url = await storage.presigned_put_url(key, PRESIGN_TTL_S, body.content_type)
     if url is None:
         raise Conflict("direct uploads need S3 storage; POST the file to /api/uploads instead")
