@@ -84,10 +84,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """Checks the addresses of every request's host (see the module) before connecting to
     the one it checked. Connections are not kept: each request's check stands alone."""
 
-    def __init__(self, policy: FetchPolicy, **transport_options) -> None:
+    def __init__(self, policy: FetchPolicy, *, max_connections: int = 100) -> None:
         self.policy = policy
-        self._inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0),
-                                               **transport_options)
+        self._inner = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -114,5 +114,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
 def guarded_client(policy: FetchPolicy, *, timeout_s: float = 30.0, max_connections: int = 100) -> httpx.AsyncClient:
     """An httpx client for fetching URLs someone else chose."""
-    return httpx.AsyncClient(transport=GuardedTransport(policy), timeout=httpx.Timeout(timeout_s, connect=5.0),
-                             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0))
+    # A client given a transport ignores its own `limits`: the transport holds them.
+    return httpx.AsyncClient(transport=GuardedTransport(policy, max_connections=max_connections),
+                             timeout=httpx.Timeout(timeout_s, connect=5.0))
