@@ -8,7 +8,7 @@ import time
 
 from PIL import Image
 
-from genrail_api.image_validation import ImageChecks
+from genrail_api.image_checks import ImageChecks
 
 
 def png(side: int) -> bytes:

@@ -142,31 +142,3 @@ def _size_comparison(size: int, limit: int) -> str:
         shown, allowed = f"{size:,} bytes", f"{limit:,} bytes"
     return f"The file is {shown}; the limit is {allowed}."
 
-
-class ImageChecks:
-    """Runs `validate_image` off the event loop, on `workers` threads with at most `queue`
-    checks waiting: decoding a large image takes hundreds of milliseconds of CPU and memory
-    (a 6,320 × 6,320 PNG of 155 KB: 0.5 s and 160 MB), which on the loop would stall every
-    other request. Past the queue, `check` answers None: the caller says "busy"."""
-
-    def __init__(self, workers: int = 2, queue: int = 8):
-        import concurrent.futures
-
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="image-check")
-        self._capacity, self._in_hand = workers + queue, 0
-
-    async def check(self, data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo | None:
-        import asyncio
-        import functools
-
-        if self._in_hand >= self._capacity:
-            return None
-        self._in_hand += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(validate_image, data, max_bytes=max_bytes, max_pixels=max_pixels))
-        finally:
-            self._in_hand -= 1
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

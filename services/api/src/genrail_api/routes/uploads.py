@@ -7,7 +7,8 @@ from fastapi import APIRouter, UploadFile
 
 from ..deps import CurrentUser, SettingsDep, StorageDep
 from ..errors import Busy, Conflict, PayloadTooLarge, Unprocessable
-from ..image_validation import ImageChecks, InvalidImage
+from ..image_checks import ImageChecks
+from ..image_validation import ImageInfo, InvalidImage
 
 # One per process: images are decoded on its threads, never on the event loop.
 IMAGE_CHECKS = ImageChecks()
@@ -22,6 +23,19 @@ def upload_prefix(user_id: str) -> str:
     return f"uploads/{user_id}/"
 
 
+async def checked_image(data: bytes, settings, *, about: str = "") -> ImageInfo:
+    """The image's format and size, checked off the event loop (see `ImageChecks`):
+    Unprocessable (prefixed with `about`) when it is not an acceptable image, Busy when too
+    many checks are in hand."""
+    try:
+        info = await IMAGE_CHECKS.check(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
+    except InvalidImage as exc:
+        raise Unprocessable(f"{about}{exc.message}") from None
+    if info is None:
+        raise Busy("too many images are being checked right now: try again in a second")
+    return info
+
+
 @router.post("", status_code=201, response_model=UploadPublic,
              responses={401: ERRORS[401], 413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
              summary="Upload an image (JPEG, PNG or WebP, checked by its content) for a batch")
@@ -29,12 +43,7 @@ async def upload(file: UploadFile, user_id: CurrentUser, storage: StorageDep, se
     data = await file.read(settings.upload_max_bytes + 1)
     if len(data) > settings.upload_max_bytes:
         raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
-    try:
-        info = await IMAGE_CHECKS.check(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
-    except InvalidImage as exc:
-        raise Unprocessable(exc.message) from None
-    if info is None:
-        raise Busy("too many images are being checked right now: try again in a second")
+    info = await checked_image(data, settings)
     key = f"{upload_prefix(user_id)}{hashlib.sha256(data).hexdigest()[:40]}{EXTENSIONS[info.content_type]}"
     await storage.put(key, data, info.content_type)
     return UploadPublic(key=key, content_type=info.content_type, width=info.width, height=info.height,
@@ -54,13 +63,7 @@ async def check_direct_upload(storage, key: str, settings) -> None:
         raise Unprocessable(f"image_keys: {key!r} is not one of your uploads")
     if size > settings.upload_max_bytes:
         raise PayloadTooLarge(f"image_keys: {key!r} is {size} bytes, larger than {settings.upload_max_bytes}")
-    try:
-        info = await IMAGE_CHECKS.check(await storage.get(key), max_bytes=settings.upload_max_bytes,
-                                        max_pixels=settings.upload_max_pixels)
-    except InvalidImage as exc:
-        raise Unprocessable(f"image_keys: {key!r}: {exc.message}") from None
-    if info is None:
-        raise Busy("too many images are being checked right now: try again in a second")
+    await checked_image(await storage.get(key), settings, about=f"image_keys: {key!r}: ")
 
 
 @router.post("/presign", response_model=PresignedUpload,
