@@ -19,6 +19,11 @@ def test_unstorable_names_what_is_wrong(value: str, reason: str | None) -> None:
     assert (found is None) if reason is None else (reason in found)
 
 
+def test_unstorable_in_finds_them_however_nested_keys_included() -> None:
+    assert text.unstorable_in({"ok": ["fine", {"k\x00": 1}]}) == "contains a NUL character"
+    assert text.unstorable_in({"ok": ["fine", 3, None]}) is None
+
+
 def test_clean_drops_them_however_nested() -> None:
     dirty = {"title\x00": "Boots\x00", "images": ["a\x00.png", json.loads('"\\udc80x"')], "price": 12}
     assert text.clean(dirty) == {"title": "Boots", "images": ["a.png", "x"], "price": 12}

@@ -19,6 +19,15 @@ def unstorable(text: str) -> str | None:
     return "contains a NUL character" if found.group() == "\x00" else "contains an unpaired surrogate (\\ud800-\\udfff)"
 
 
+def unstorable_in(value: Any) -> str | None:
+    """Why some string in `value`, however nested (keys included), cannot be stored, or None."""
+    if isinstance(value, str):
+        return unstorable(value)
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else \
+        value if isinstance(value, list | tuple) else []
+    return next((reason for item in items if (reason := unstorable_in(item)) is not None), None)
+
+
 def clean(value: Any) -> Any:
     """`value` with every unstorable character dropped from its strings, however nested."""
     if isinstance(value, str):

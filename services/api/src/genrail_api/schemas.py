@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from genrail_events.jobs import JobStatus, JobType
-from genrail_events.text import unstorable
+from genrail_events.text import unstorable_in
 
 IdempotencyKey = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
                        description="Any printable string you choose; the same key names the same job forever",
@@ -22,22 +22,9 @@ class Strict(BaseModel):
     @classmethod
     def _storable_text(cls, value: Any) -> Any:
         """NUL or a lone surrogate anywhere in a string is a 422 (see genrail_events.text)."""
-        for text in _strings(value):
-            if (reason := unstorable(text)) is not None:
-                raise ValueError(reason)
+        if (reason := unstorable_in(value)) is not None:
+            raise ValueError(reason)
         return value
-
-
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
 
 
 class UserCreate(Strict):
