@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 class ApiError(Exception):
     status_code = 400
+    headers: dict[str, str] | None = None  # sent with the answer
 
     def __init__(self, detail: str):
         super().__init__(detail)
@@ -26,6 +27,7 @@ class ApiError(Exception):
 
 class Unauthorized(ApiError):
     status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class NotFound(ApiError):
@@ -52,12 +54,14 @@ class TooManyOpen(ApiError):
     """The user already holds as many long responses of this kind as allowed (429)."""
 
     status_code = 429
+    headers = {"Retry-After": "1"}
 
 
 class Busy(ApiError):
     """Too much of one kind of work in hand: try again shortly (503 with Retry-After)."""
 
     status_code = 503
+    headers = {"Retry-After": "1"}
 
 
 def _describe(error: dict) -> str:
@@ -75,9 +79,7 @@ def _describe(error: dict) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = ({"WWW-Authenticate": "Bearer"} if exc.status_code == 401
-                   else {"Retry-After": "1"} if isinstance(exc, Busy | TooManyOpen) else None)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(InsufficientCredits)
     async def insufficient(_: Request, exc: InsufficientCredits) -> JSONResponse:
