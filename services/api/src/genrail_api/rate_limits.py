@@ -31,6 +31,11 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
+async def job_created(engine: AsyncEngine, user_id: str, limit: int) -> None:
+    """Count a job (or batch) the user creates, per minute: JOBS_PER_MINUTE_PER_USER."""
+    await hit(engine, f"jobs:{user_id}", limit=limit, window_s=60, what="jobs of one user")
+
+
 async def hit(engine: AsyncEngine, key: str, *, limit: int, window_s: int, what: str) -> None:
     """Count one hit on `key`; RateLimited when the window already holds `limit` of them."""
     if limit <= 0:

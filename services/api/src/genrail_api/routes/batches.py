@@ -34,8 +34,7 @@ BatchId = Annotated[uuid.UUID, Path(description="The batch's id")]
              summary="Edit many images with one prompt: one credit per image, charged at once, all or nothing")
 async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db: DbDep, storage: StorageDep,
                        settings: SettingsDep, response: Response, engine: EngineDep) -> BatchPublic:
-    await rate_limits.hit(engine, f"jobs:{user_id}", limit=settings.jobs_per_minute_per_user, window_s=60,
-                          what="jobs of one user")
+    await rate_limits.job_created(engine, user_id, settings.jobs_per_minute_per_user)
     if len(body.image_keys) > settings.batch_max_images:
         raise Unprocessable(f"image_keys: at most {settings.batch_max_images} images per batch")
     if len(set(body.image_keys)) != len(body.image_keys):

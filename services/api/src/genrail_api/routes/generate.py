@@ -16,8 +16,7 @@ RESPONSES = {**PAYMENT_REQUIRED, 401: ERRORS[401], 413: ERRORS[413], 422: ERRORS
 
 async def _create(log, settings, user_id: str, job_type: JobType, body, response: Response,
                   engine) -> JobPublic:
-    await rate_limits.hit(engine, f"jobs:{user_id}", limit=settings.jobs_per_minute_per_user, window_s=60,
-                          what="jobs of one user")
+    await rate_limits.job_created(engine, user_id, settings.jobs_per_minute_per_user)
     job, created = await handlers.create_job(log, user_id, job_type, body.job_input(), settings.cost(job_type),
                                              body.idempotency_key)
     if not created:
