@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from genrail_runtime import metrics
 
-from .db import CHECKPOINTS_DDL, QUARANTINE_DDL, SCHEMA_LOCK, load_checkpoint, quarantine, run_ddl, save_checkpoint
+from .db import CHECKPOINTS_DDL, SCHEMA_LOCK, load_checkpoint, quarantine, run_ddl, save_checkpoint
 from genrail_eventlog.reader import OrderedReader, stream_seq
 from genrail_eventlog.store import Stored
 from .logread import read_raw
@@ -138,8 +138,6 @@ async def run(nc: NATS, engine: AsyncEngine, projection: Projection, *, stop: as
         async with engine.connect() as conn:
             position, _version = await load_checkpoint(conn, projection.name)
         log.info("projection.start", extra={"projection": projection.name, "position": position})
-        async with engine.begin() as conn:
-            await run_ddl(conn, QUARANTINE_DDL)
         async for batch in read_batches(nc, projection, position, batch_size=batch_size, stop=stop):
             await apply_or_quarantine(engine, projection, batch)
             if on_batch:
