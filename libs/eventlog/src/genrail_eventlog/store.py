@@ -8,6 +8,8 @@ and the shared operations are in `log.py`; `memory.py` is this store's in-memory
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import nats
@@ -54,6 +56,20 @@ CONNECT_OPTIONS: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time
 
 async def connect(url: str, name: str) -> NATS:
     return await nats.connect(url, name=name, **CONNECT_OPTIONS)
+
+
+@asynccontextmanager
+async def open_log(url: str, name: str, *, replicas: int = 1,
+                   duplicate_window_s: float | None = None) -> AsyncIterator[EventStore]:
+    """A process's one connection and its store, with every stream in place; the
+    connection drains on leaving."""
+    nc = await connect(url, name)
+    try:
+        store = EventStore(nc)
+        await ensure_streams(store.js, replicas=replicas, duplicate_window_s=duplicate_window_s)
+        yield store
+    finally:
+        await nc.drain()
 
 
 async def ensure_streams(js: JetStreamContext, *, replicas: int = 1, duplicate_window_s: float | None = None) -> None:

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genrail_commands.accounts import writer_for
-from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.store import EventStore, open_log
 from genrail_readmodels import registry
 from genrail_readmodels.db import create_schema, make_engine, wait_for_tables
 from genrail_runtime import telemetry
@@ -47,12 +47,11 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
     async with AsyncExitStack() as opened:  # closed in reverse order
         engine = make_engine(settings.database_url, pool_size=20)
         opened.push_async_callback(engine.dispose)
-        nc = await connect(settings.nats_url, "genrail-api")
-        opened.push_async_callback(nc.drain)
-        store = EventStore(nc)
+        store = await opened.enter_async_context(open_log(
+            settings.nats_url, "genrail-api", replicas=settings.stream_replicas,
+            duplicate_window_s=settings.stream_duplicate_window_s))
+        nc = store.nc
         writer_for(store, remember=True)  # the API writes nearly every entry of an account: debits
-        await ensure_streams(store.js, replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
         telemetry.instrument_engine(engine)
         await wait_for_tables(engine, registry.tables())  # the projector creates them
         await create_schema(engine, [rate_limits.DDL])  # the API's own table

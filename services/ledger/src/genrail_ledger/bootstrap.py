@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
-from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.store import EventStore, open_log
 from genrail_runtime.background import Background
 
 from . import policies
@@ -58,15 +58,13 @@ async def open_ledger(settings: LedgerSettings, background: Background) -> Async
     """Connect, make sure the streams and the consumers exist, and start reading the
     consumers and their lag in `background`. On leaving, the background stops (if it has
     not) and then the connection drains."""
-    nc = await connect(settings.nats_url, "genrail-ledger")
-    try:
-        ledger = Ledger(settings, nc, EventStore(nc))
-        await ensure_streams(ledger.store.js, replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
-        table = consumers(ledger)
-        background.start(*await declare_consumers(ledger.store.js, table, graceful_s=10))
-        background.start(ConsumerLag(ledger.store.js, [(c.stream, c.durable) for c in table]).run)
-        yield ledger
-    finally:
-        await background.stop()
-        await nc.drain()
+    async with open_log(settings.nats_url, "genrail-ledger", replicas=settings.stream_replicas,
+                        duplicate_window_s=settings.stream_duplicate_window_s) as store:
+        ledger = Ledger(settings, store.nc, store)
+        try:
+            table = consumers(ledger)
+            background.start(*await declare_consumers(store.js, table, graceful_s=10))
+            background.start(ConsumerLag(store.js, [(c.stream, c.durable) for c in table]).run)
+            yield ledger
+        finally:
+            await background.stop()

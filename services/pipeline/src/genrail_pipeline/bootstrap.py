@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from genrail_events import jobs, subjects
 from genrail_eventlog.consumers import DurableConsumer, declare_consumers
 from genrail_eventlog.lag import ConsumerLag
-from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.store import EventStore, open_log
 from genrail_readmodels.db import make_engine
 from genrail_runtime.background import Background
 from genrail_runtime.guarded_http import FetchPolicy, guarded_client
@@ -73,11 +73,10 @@ async def open_pipeline(settings: PipelineSettings, background: Background) -> A
     leaving, in reverse order: the background stops (jobs in hand finish), the clients
     close, the connection drains."""
     async with AsyncExitStack() as opened:  # closed in reverse order
-        nc = await connect(settings.nats_url, "genrail-pipeline")
-        opened.push_async_callback(nc.drain)
-        store = EventStore(nc)
-        await ensure_streams(store.js, replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
+        store = await opened.enter_async_context(open_log(
+            settings.nats_url, "genrail-pipeline", replicas=settings.stream_replicas,
+            duplicate_window_s=settings.stream_duplicate_window_s))
+        nc = store.nc
         engine = make_engine(settings.database_url, pool_size=2)
         opened.push_async_callback(engine.dispose)
         storage = settings.open()

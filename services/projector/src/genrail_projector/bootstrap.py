@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from genrail_eventlog.store import connect, ensure_streams
+from genrail_eventlog.store import open_log
 from genrail_readmodels import registry
 from genrail_readmodels.db import create_schema, make_engine
 from genrail_runtime.settings import CommonSettings
@@ -29,9 +29,9 @@ async def open_projector(settings: CommonSettings) -> AsyncIterator[Projector]:
     async with AsyncExitStack() as opened:  # closed in reverse order
         engine = make_engine(settings.database_url, pool_size=4)
         opened.push_async_callback(engine.dispose)
-        nc = await connect(settings.nats_url, "genrail-projector")
-        opened.push_async_callback(nc.drain)
-        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
+        store = await opened.enter_async_context(open_log(
+            settings.nats_url, "genrail-projector", replicas=settings.stream_replicas,
+            duplicate_window_s=settings.stream_duplicate_window_s))
+        nc = store.nc
         await create_schema(engine, registry.ddl())
         yield Projector(nc, engine)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 from nats.aio.client import Client as NATS
 
-from genrail_eventlog.store import EventStore, connect, ensure_streams
+from genrail_eventlog.store import EventStore, open_log
 from genrail_runtime.guarded_http import FetchPolicy, guarded_client
 from genrail_storage.store import Storage
 
@@ -31,11 +31,10 @@ class WebhooksResources:
 @asynccontextmanager
 async def open_webhooks(settings: WebhooksSettings) -> AsyncIterator[WebhooksResources]:
     async with AsyncExitStack() as opened:  # closed in reverse order
-        nc = await connect(settings.nats_url, "genrail-webhooks")
-        opened.push_async_callback(nc.drain)
-        store = EventStore(nc)
-        await ensure_streams(store.js, replicas=settings.stream_replicas,
-                             duplicate_window_s=settings.stream_duplicate_window_s)
+        store = await opened.enter_async_context(open_log(
+            settings.nats_url, "genrail-webhooks", replicas=settings.stream_replicas,
+            duplicate_window_s=settings.stream_duplicate_window_s))
+        nc = store.nc
         storage = settings.open()
         opened.push_async_callback(storage.close)
         # Only provider outputs are fetched here: URLs a provider gave, so through the guard.
