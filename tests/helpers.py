@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -91,3 +94,24 @@ async def grant(log: EventStore, user: User, amount: int) -> None:
     from genrail_events import ledger
 
     await append_to_account(log, user.id, lambda a: ledger.decide_grant(a, amount, "test", f"test-{uuid.uuid4()}"))
+
+
+async def api_process(stack, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Another API process on the running stack, with settings of its own: (process, URL)."""
+    from genrail_cli.embedded import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "genrail_api"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **stack.base_env(), **stack.env, **env, "API_PORT": str(port),
+                                 "PUBLIC_URL": url})
+    async with httpx.AsyncClient(base_url=url) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError("a second API process did not start")

@@ -6,36 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from genrail_cli.embedded import free_port
 from genrail_cli.stack import Stack
-from tests.helpers import ledger_events
+from tests.helpers import api_process, ledger_events
 
 COPY = {"product_name": "Trailblazer 2 hiking boots"}
-
-
-async def api_process(stack: Stack, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "genrail_api"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **stack.base_env(), **stack.env, **env, "API_PORT": str(port),
-                                 "PUBLIC_URL": url})
-    async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(300):
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return proc, url
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("a second API process did not start")
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """Both storage backends, through the same tests: the file one in tmp_path, the S3 one against moto."""
 
+import base64
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -135,22 +137,37 @@ async def test_file_backend_is_atomic_and_never_escapes_its_root(tmp_path):
         await store.put("link/escaped.txt", b"x", "text/plain")
     assert not any(outside.iterdir())
     assert await store.presigned_get_url("ok/one.txt", 60) is None
-    assert await store.presigned_put_url("ok/one.txt", 60, "text/plain") is None
+    assert await store.presigned_post("ok/one.txt", 60, "text/plain", max_bytes=10) is None
 
 
 async def test_s3_presigned_urls_work_over_plain_http(s3_endpoint):
     store = S3Storage(BUCKET, "presign", endpoint_url=s3_endpoint, **CREDENTIALS)
     try:
-        put_url = await store.presigned_put_url("up/photo.png", 300, "image/png")
+        post = await store.presigned_post("up/photo.png", 300, "image/png", max_bytes=4096)
         async with httpx.AsyncClient() as http:
-            uploaded = await http.put(put_url, content=b"\x89PNG...", headers={"content-type": "image/png"})
-            assert uploaded.status_code == 200
+            uploaded = await http.post(post.url, data=post.fields, files={"file": ("photo.png", b"\x89PNG...")})
+            assert uploaded.status_code in (200, 204), uploaded.text
             get_url = await store.presigned_get_url("up/photo.png", 300)
             downloaded = await http.get(get_url)
         assert downloaded.status_code == 200 and downloaded.content == b"\x89PNG..."
         assert "X-Amz-Signature" in get_url and "/presign/up/photo.png" in get_url
     finally:
         await store.close()
+
+
+async def test_s3_presigned_post_signs_the_key_type_and_declared_size(s3_endpoint):
+    """What S3 (and MinIO) enforce is the signed policy; moto accepts any form, so the test
+    reads the policy the storage will check."""
+    store = S3Storage(BUCKET, "presign", endpoint_url=s3_endpoint, **CREDENTIALS)
+    try:
+        post = await store.presigned_post("up/big.png", 300, "image/png", max_bytes=4096)
+    finally:
+        await store.close()
+    policy = json.loads(base64.b64decode(post.fields["policy"]))
+    assert ["content-length-range", 1, 4096] in policy["conditions"]
+    assert {"Content-Type": "image/png"} in policy["conditions"]
+    assert {"key": "presign/up/big.png"} in policy["conditions"] and post.fields["key"] == "presign/up/big.png"
+    assert {"bucket": BUCKET} in policy["conditions"] and "x-amz-signature" in post.fields
 
 
 async def test_s3_large_streams_use_multipart_and_abort_past_the_cap(s3_endpoint):

@@ -68,6 +68,8 @@ class EmbeddedNats:
     data_dir: Path
     port: int = 4222
     host: str = "127.0.0.1"
+    include: Path | None = None  # more configuration, e.g. deploy/nats/users.conf
+    env: dict[str, str] | None = None  # the server's environment, for variables the configuration names
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -81,11 +83,13 @@ class EmbeddedNats:
         config.write_text(
             f'host: "{self.host}"\nport: {self.port}\nmax_payload: 8MB\n'
             f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
+            + (self.include.read_text() if self.include else "")  # nats-server includes only relative paths
         )
         log = open(self.data_dir / "nats-server.log", "ab")
         self.proc = subprocess.Popen(
             [_nats_server_binary(), "-c", str(config)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **self.env} if self.env else None,
         )
         wait_for_port(self.host, self.port, 15, self.proc)
         return self

@@ -59,6 +59,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     echo: Callable[[str, str], None] | None = None
     restart: bool = True
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's own settings
     host: str = "127.0.0.1"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     _nats: EmbeddedNats | None = field(default=None, init=False)
@@ -154,13 +155,14 @@ class Stack:
         return self
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        full_env = {**os.environ, **self.base_env(), **self.metrics_env(name), **self.env, **(env or {})}
+        env = {**self.service_env.get(name, {}), **(env or {})}
+        full_env = {**os.environ, **self.base_env(), **self.metrics_env(name), **self.env, **env}
         # The local provider's outputs are fetched through the guard, which refuses loopback
         # unless told: its one address and port are added to what the user allows (or to the
         # defaults: real providers' output hosts, no private address).
         local = f"{self.host}:{self.ports.localprovider}"
         for setting, default in (("FETCH_ALLOW", ""), ("PROVIDER_OUTPUT_HOSTS", DEFAULT_OUTPUT_HOSTS)):
-            given = full_env[setting] if setting in {**os.environ, **self.env, **(env or {})} else default
+            given = full_env[setting] if setting in {**os.environ, **self.env, **env} else default
             full_env[setting] = ",".join(filter(None, [local, given]))
         log_file = open(self.data_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=full_env, stdout=subprocess.PIPE,

@@ -54,8 +54,16 @@ DUPLICATE_IN_PROCESS = 10158
 CONNECT_OPTIONS: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, "connect_timeout": 5}
 
 
+def server_urls(url: str) -> list[str]:
+    """NATS_URL names one server or a comma-separated list of a cluster's servers."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("NATS_URL is empty")
+    return servers
+
+
 async def connect(url: str, name: str) -> NATS:
-    return await nats.connect(url, name=name, **CONNECT_OPTIONS)
+    return await nats.connect(server_urls(url), name=name, **CONNECT_OPTIONS)
 
 
 @asynccontextmanager

@@ -11,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream, or a comma-separated "
+                                                               "list of a cluster's servers; user:password@ in a URL "
+                                                               "authenticates")
     database_url: str = Field("postgresql+asyncpg://genrail@127.0.0.1:5432/genrail",
                               description="PostgreSQL holding the projections")
     log_level: str = Field("INFO", description="Log level of the service")
@@ -24,6 +26,15 @@ class CommonSettings(BaseSettings):
     telemetry_spans_dir: Path | None = Field(None, description="Tests: every finished span is written to "
                                                                "<dir>/<service>.jsonl")
 
+
+class HttpServerSettings(BaseSettings):
+    """How an HTTP service (the API, the webhook receiver) treats slow clients."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    http_header_timeout_s: float = Field(15.0, description="A request's headers must arrive within this long of "
+                                                           "the connection opening or the request starting; "
+                                                           "otherwise the connection is closed (slowloris)")
 
 
 class FetchSettings(BaseSettings):

@@ -18,6 +18,7 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -59,6 +60,14 @@ def validate_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class PresignedPost:
+    """POST a multipart form to `url`: every one of `fields`, then the file as `file`."""
+
+    url: str
+    fields: dict[str, str]
+
+
 class Storage(ABC):
     """Async object storage. Implementations are safe to share between tasks."""
 
@@ -94,8 +103,11 @@ class Storage(ABC):
         """A URL anyone can GET until it expires, or None when the caller must sign its own."""
 
     @abstractmethod
-    async def presigned_put_url(self, key: str, expires_s: int, content_type: str) -> str | None:
-        """A URL to PUT the object to (with that Content-Type), or None if unsupported."""
+    async def presigned_post(self, key: str, expires_s: int, content_type: str,
+                             max_bytes: int) -> PresignedPost | None:
+        """A form POST that stores one object at `key`, of `content_type` and at most
+        `max_bytes`, until `expires_s` from now: the storage itself enforces all three (an S3
+        POST policy). None when the storage has no such thing (file storage)."""
 
     async def close(self) -> None:
         return None
@@ -211,7 +223,8 @@ class FileStorage(Storage):
         validate_key(key)
         return None
 
-    async def presigned_put_url(self, key: str, expires_s: int, content_type: str) -> str | None:
+    async def presigned_post(self, key: str, expires_s: int, content_type: str,
+                             max_bytes: int) -> PresignedPost | None:
         validate_key(key)
         return None
 
@@ -395,10 +408,14 @@ class S3Storage(Storage):
         s3 = await self._s3()
         return await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
 
-    async def presigned_put_url(self, key: str, expires_s: int, content_type: str) -> str | None:
-        params = {"Bucket": self.bucket, "Key": self._object_key(key), "ContentType": content_type}
+    async def presigned_post(self, key: str, expires_s: int, content_type: str,
+                             max_bytes: int) -> PresignedPost | None:
         s3 = await self._s3()
-        return await s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_s)
+        post = await s3.generate_presigned_post(
+            Bucket=self.bucket, Key=self._object_key(key), ExpiresIn=expires_s,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]])
+        return PresignedPost(url=post["url"], fields=post["fields"])
 
     async def close(self) -> None:
         async with self._client_lock:

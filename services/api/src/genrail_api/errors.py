@@ -76,7 +76,37 @@ def _describe(error: dict) -> str:
     return f"{where}: {msg}"
 
 
+def _unreadable(exc: StarletteHTTPException) -> str:
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    if exc.__cause__ is not None:
+        return "it is not well-formed JSON"
+    return str(exc.detail).rstrip(".")  # Starlette's own words, e.g. "Invalid multipart data"
+
+
+def _document_real_422(app: FastAPI) -> None:
+    """FastAPI documents its own validation-error shape (a list) as every route's 422; the
+    handler below answers `{detail: "..."}` instead, so the OpenAPI says that."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+                documented = operation.get("responses", {}).get("422")
+                if documented and "HTTPValidationError" in str(documented):
+                    operation["responses"]["422"] = {
+                        "description": "A field is missing or has the wrong type or value",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_real_422(app)
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -110,4 +140,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # the framework could not read the body at all; ours are ApiErrors
+            return JSONResponse({"detail": f"body cannot be read: {_unreadable(exc)}"}, status_code=422)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.http_server import serve
 from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import errors
@@ -61,6 +61,6 @@ def run() -> None:
     settings = ApiSettings()
     logs.configure("api", settings.log_level)
     telemetry.setup("api", settings)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
-                access_log=False, lifespan="on", timeout_keep_alive=settings.api_keep_alive_s,
-                limit_concurrency=settings.api_max_concurrency, timeout_graceful_shutdown=30)
+    serve(create_app(settings), host=settings.api_host, port=settings.api_port,
+          header_timeout_s=settings.http_header_timeout_s, lifespan="on", timeout_keep_alive=settings.api_keep_alive_s,
+          limit_concurrency=settings.api_max_concurrency, timeout_graceful_shutdown=30)

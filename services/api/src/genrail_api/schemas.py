@@ -201,12 +201,15 @@ class UploadPublic(BaseModel):
 
 class PresignRequest(Strict):
     content_type: Literal["image/jpeg", "image/png", "image/webp"]
-    size_bytes: int = Field(gt=0)
+    size_bytes: int = Field(gt=0, description="The image's size (or more): storage refuses a larger file",
+                            examples=[482113])
 
 
 class PresignedUpload(BaseModel):
-    key: str
-    url: str = Field(description="PUT the file's bytes here, with the same Content-Type")
+    key: str = Field(description="Pass it in `image_keys` of POST /api/batches once the upload is done")
+    url: str = Field(description="POST a multipart form here: every one of `fields`, then the image as `file`")
+    fields: dict[str, str] = Field(description="Form fields to send as they are; they sign the key, the "
+                                               "content type and the declared size, which storage enforces")
     expires_in_s: int
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.http_server import serve
 from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import replicate, stripe
@@ -48,5 +48,6 @@ def run() -> None:
     settings = WebhooksSettings()
     logs.configure("webhooks", settings.log_level)
     telemetry.setup("webhooks", settings)
-    uvicorn.run(create_app(settings), host=settings.webhooks_host, port=settings.webhooks_port, log_config=None,
-                access_log=False)
+    serve(create_app(settings), host=settings.webhooks_host, port=settings.webhooks_port,
+          header_timeout_s=settings.http_header_timeout_s, timeout_keep_alive=75, limit_concurrency=1000,
+          timeout_graceful_shutdown=30)

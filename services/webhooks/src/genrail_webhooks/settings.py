@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from genrail_runtime.settings import CommonSettings, FetchSettings
+from genrail_runtime.settings import CommonSettings, FetchSettings, HttpServerSettings
 from genrail_storage.settings import StorageSettings
 
 
-class WebhooksSettings(CommonSettings, StorageSettings, FetchSettings):
+class WebhooksSettings(CommonSettings, HttpServerSettings, StorageSettings, FetchSettings):
     webhooks_host: str = Field("127.0.0.1", description="Address the webhook receiver listens on")
     webhooks_port: int = Field(8001, description="Port the webhook receiver listens on")
     webhooks_max_body_bytes: int = Field(1024 * 1024, description="Largest callback body accepted")

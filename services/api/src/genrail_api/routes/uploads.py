@@ -68,13 +68,13 @@ async def check_direct_upload(storage, key: str, settings) -> None:
 
 @router.post("/presign", response_model=PresignedUpload,
              responses={401: ERRORS[401], 409: ERRORS[409], 413: ERRORS[413], 422: ERRORS[422]},
-             summary="A URL to PUT an image straight into object storage (S3 storage only)")
+             summary="A form to POST an image of the declared size straight into object storage (S3 storage only)")
 async def presign(body: PresignRequest, user_id: CurrentUser, storage: StorageDep,
                   settings: SettingsDep) -> PresignedUpload:
     if body.size_bytes > settings.upload_max_bytes:
         raise PayloadTooLarge(f"image is larger than {settings.upload_max_bytes} bytes")
     key = f"{upload_prefix(user_id)}{DIRECT_PREFIX}{uuid.uuid4().hex}{EXTENSIONS[body.content_type]}"
-    url = await storage.presigned_put_url(key, PRESIGN_TTL_S, body.content_type)
-    if url is None:
+    post = await storage.presigned_post(key, PRESIGN_TTL_S, body.content_type, max_bytes=body.size_bytes)
+    if post is None:
         raise Conflict("direct uploads need S3 storage; POST the file to /api/uploads instead")
-    return PresignedUpload(key=key, url=url, expires_in_s=PRESIGN_TTL_S)
+    return PresignedUpload(key=key, url=post.url, fields=post.fields, expires_in_s=PRESIGN_TTL_S)
