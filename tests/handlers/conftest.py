@@ -207,6 +207,7 @@ def settings(tmp_path: Path) -> PipelineSettings:
     return PipelineSettings(pipeline_provider_attempts=3, pipeline_defer_s=0.25, pipeline_max_per_user=1,
                             pipeline_slot_wait_s=0.05, pipeline_max_waiting_per_user=2,
                             pipeline_max_image_edits=8, pipeline_max_scrapes=16, deadline_static_ad_s=300,
-                            deadline_ugc_video_s=900, deadline_tts_s=300, max_output_bytes=1_000_000,
+                            deadline_ugc_video_s=900, deadline_tts_s=300, deadline_sync_s=600,
+                            deadline_unstarted_s=3600, max_output_bytes=1_000_000,
                             webhooks_public_url="http://webhooks.test",
                             storage_url=f"file://{tmp_path / 'media'}")

@@ -157,6 +157,21 @@ async def test_a_provider_that_cannot_answer_now_is_asked_again_at_the_next_swee
     assert [e.data.to for e in appended.events()] == [S.expired]
 
 
+async def test_a_provider_unreachable_for_twice_the_deadline_no_longer_holds_the_job(log, given: Given, sweeper,
+                                                                                    providers) -> None:
+    user, job = await static_ad(given, processing("pred-1"), late_by_s=DEADLINE_S + 1)
+    providers.replicate.predictions["pred-1"] = ProviderError("connect refused", transient=True)
+    appended = appended_since(log)
+
+    await sweep_once(sweeper, job.id)
+
+    expired = appended.one(f"job.*.*.{job.id}")
+    assert expired.data.to is S.expired
+    assert expired.data.error == f"no result from the provider within {DEADLINE_S}s (it could not be reached)"
+    await refund_ended_attempt(log, expired)
+    assert await balance(log, user) == 10 and violations(log) == []
+
+
 async def test_a_job_whose_prediction_the_provider_does_not_know_expires_and_is_refunded(
         log, given: Given, sweeper, providers) -> None:
     user, job = await static_ad(given, processing("pred-1"))
@@ -221,3 +236,42 @@ async def test_a_prediction_cancel_refused_for_now_is_retried_and_one_refused_fo
 
     providers.replicate.cancel_answer = ProviderError("finished already", transient=False, status_code=400)
     await cancel_at_provider(log, providers, canceled)  # logged, and done with
+
+
+# --- any job, whatever kept it from finishing ----------------------------------------------
+
+@pytest.mark.parametrize("job_type, late_by_s, path, to, error", [
+    (JobType.copy, 601, [S.queued, S.processing], S.expired, "no result within 600s"),
+    (JobType.image_edit, 601, [S.processing], S.expired, "no result within 600s"),
+    (JobType.static_ad, 301, [S.queued, S.processing], S.expired, "no result within 300s"),  # never submitted
+    (JobType.scrape, 3601, [], S.failed, "not started within 3600s"),
+    (JobType.tts, 3601, [S.queued], S.failed, "not started within 3600s"),
+])
+async def test_a_job_stuck_for_any_reason_ends_and_is_refunded_once(
+        log, given: Given, sweeper, providers, job_type, late_by_s, path, to, error) -> None:
+    user = await given.user(credits=10)
+    job = await given.job(user, *path, type=job_type, cost=2, at=utcnow() - timedelta(seconds=late_by_s))
+    appended = appended_since(log)
+
+    await sweeper.check(job.id)
+    await sweeper.check(job.id)  # a second sweep finds it final
+
+    ended = appended.one(f"job.*.*.{job.id}")
+    assert (ended.data.to, ended.data.error) == (to, error) and providers.replicate.canceled == []
+    await refund_ended_attempt(log, ended)
+    await refund_ended_attempt(log, ended)
+    assert await balance(log, user) == 10 and violations(log) == []
+
+
+@pytest.mark.parametrize("job_type, late_by_s, path", [
+    (JobType.copy, 590, [S.processing]),
+    (JobType.scrape, 3500, [S.queued]),   # a backlog after an outage is not lost work
+    (JobType.copy, 99_999, [S.processing, S.completed]),
+])
+async def test_a_job_within_its_deadline_or_final_is_left_alone(log, given: Given, sweeper, job_type, late_by_s,
+                                                                 path) -> None:
+    user = await given.user(credits=10)
+    job = await given.job(user, *path, type=job_type, at=utcnow() - timedelta(seconds=late_by_s))
+    appended = appended_since(log)
+    await sweeper.check(job.id)
+    assert appended.subjects() == []

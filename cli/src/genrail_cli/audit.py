@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -53,11 +54,11 @@ async def evidence(nats_url: str, violations: list[Violation]) -> dict[tuple[int
         await nc.close()
 
 
-def run_audit(nats_url: str) -> int:
+def run_audit(nats_url: str, stuck_after_s: float = 7200) -> int:
     started = time.perf_counter()
     logged, counts = asyncio.run(read_log(nats_url))
     read_s = time.perf_counter() - started
-    violations = audit(logged)
+    violations = audit(logged, now=datetime.now(UTC), stuck_after_s=stuck_after_s or None)
     total = sum(counts.values())
     console.print(f"read {', '.join(f'{n:,} {s}' for s, n in counts.items())} events in {read_s:.1f} s "
                   f"({total / max(read_s, 1e-9):,.0f}/s); audited in {time.perf_counter() - started - read_s:.1f} s")
@@ -83,15 +84,18 @@ def audit_command(
     data_dir: Annotated[Path | None, typer.Option(
         help="Audit the log kept in a stopped stack's data directory (e.g. .genrail): starts an embedded "
              "nats-server on it, on a free port, for the audit's duration")] = None,
+    stuck_after: Annotated[float, typer.Option(
+        "--stuck-after", help="Seconds after its last change that a job not yet final is reported stuck "
+                              "(longer than every deadline of the pipeline; 0: not checked)")] = 7200,
 ) -> None:
     """Recompute from the log alone, with no projection: every balance is grants + purchases
     − debits + refunds ± adjustments − reversals, entry by entry; no balance below zero
     except after a payment reversal (until paid back); every failed, canceled or expired
     attempt refunded exactly once, and no other refund; no job attempt charged twice; every
-    state change a legal transition. Prints each violation with the events behind it;
-    exits 1 when there is any."""
+    state change a legal transition; no job left unfinished (and charged) longer than
+    --stuck-after. Prints each violation with the events behind it; exits 1 when there is any."""
     if data_dir is None:
-        raise typer.Exit(run_audit(nats_url))
+        raise typer.Exit(run_audit(nats_url, stuck_after))
     from genrail_cli.embedded import EmbeddedNats, free_port
 
     if not (data_dir / "nats" / "jetstream").is_dir():
@@ -99,7 +103,7 @@ def audit_command(
         raise typer.Exit(2)
     server = EmbeddedNats(data_dir / "nats", port=free_port()).start()
     try:
-        status = run_audit(server.url)
+        status = run_audit(server.url, stuck_after)
     finally:
         server.stop()
     raise typer.Exit(status)

@@ -203,3 +203,21 @@ def test_a_redelivered_copy_of_a_job_event_is_not_a_second_fact_but_a_new_creati
     assert audit(log.messages) == []
     log.put("JOBS", created.subject, jobs.job_created("j1", "u1", JobType.copy, 1, {}))
     assert kinds(log) == [ViolationKind.illegal_transition]
+
+
+def test_a_job_left_unfinished_past_the_limit_is_reported_stuck_and_a_recent_one_is_not() -> None:
+    from datetime import timedelta
+
+    log = clean_log()
+    log.create_job("u1", "j4")
+    stuck = log.move("j4", S.queued, S.processing)
+    log.create_job("u1", "j5")
+    started = log.jobs["j4"].updated_at
+
+    assert audit(log.messages, now=started + timedelta(hours=1), stuck_after_s=7200) == []
+    [violation] = audit(log.messages, now=started + timedelta(hours=3), stuck_after_s=7200)[:1]
+    assert violation.kind is ViolationKind.stuck and violation.events == [(stuck.seq, stuck.subject)]
+    assert "job j4 (copy) has been processing" in violation.message
+    assert [v.message.split()[1] for v in audit(log.messages, now=started + timedelta(hours=3),
+                                                stuck_after_s=7200)] == ["j4", "j5"]
+    assert audit(log.messages) == []  # without the time of the audit, nothing is stuck

@@ -10,7 +10,9 @@ checks the invariants the design promises:
 - every failed, canceled or expired attempt is refunded exactly once, with what its debit
   took, and no refund exists without such an attempt;
 - no job attempt is debited twice;
-- every change of a job's state is a transition the state machine allows.
+- every change of a job's state is a transition the state machine allows;
+- given the time of the audit, no job is left unfinished (and charged) for longer than
+  `stuck_after_s` after its last change: the deadline sweeper ends every such job.
 
 A JOBS message whose event id was already seen for the same job is a redelivered copy of a
 known fact (`genrail dlq redrive` republishes the original event): it changes nothing and
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -51,6 +54,7 @@ class ViolationKind(StrEnum):
     refund_without_failure = "refund_without_failure"  # a refund no ended attempt explains
     refund_amount = "refund_amount"            # a refund that gives back other than the debit took
     illegal_transition = "illegal_transition"  # a job state change the state machine forbids
+    stuck = "stuck"                            # a job not final long after its last change
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,10 @@ def _ref(logged: Logged) -> Ref:
     return (logged.seq, logged.subject)
 
 
-def audit(log: Iterable[Logged]) -> list[Violation]:
-    """Every violation on the log, ledger ones first, then jobs', each group in log order."""
+def audit(log: Iterable[Logged], *, now: datetime | None = None,
+          stuck_after_s: float | None = None) -> list[Violation]:
+    """Every violation on the log, ledger ones first, then jobs', each group in log order;
+    with `now` and `stuck_after_s`, then the jobs left unfinished."""
     entries: list[Logged] = []
     job_events: list[Logged] = []
     for logged in log:
@@ -73,8 +79,20 @@ def audit(log: Iterable[Logged]) -> list[Violation]:
             entries.append(logged)
         elif logged.event.type.startswith("job."):
             job_events.append(logged)
-    ended, violations = _audit_jobs(job_events)
-    return [*_audit_balances(entries), *_audit_charges(entries, ended), *violations]
+    ended, violations, last = _audit_jobs(job_events)
+    stuck = _stuck(last, now, stuck_after_s) if now is not None and stuck_after_s is not None else []
+    return [*_audit_balances(entries), *_audit_charges(entries, ended), *violations, *stuck]
+
+
+def _stuck(last: dict[str, tuple[jobs.Job, Logged]], now: datetime, after_s: float) -> list[Violation]:
+    out = []
+    for job, logged in last.values():
+        idle_s = (now - job.updated_at).total_seconds()
+        if job.status not in jobs.FINAL_STATUSES and idle_s > after_s:
+            out.append(Violation(ViolationKind.stuck, f"job {job.id} ({job.type}) has been {job.status} since "
+                                 f"{job.updated_at:%Y-%m-%d %H:%M:%S} UTC ({idle_s / 3600:.1f} h), charged: "
+                                 "nothing ended it", [_ref(logged)]))
+    return out
 
 
 # --- balances -----------------------------------------------------------------------
@@ -168,13 +186,16 @@ def _audit_charges(entries: list[Logged], ended: dict[Attempt, Logged]) -> list[
 
 # --- job state changes --------------------------------------------------------------
 
-def _audit_jobs(job_events: list[Logged]) -> tuple[dict[Attempt, Logged], list[Violation]]:
+def _audit_jobs(job_events: list[Logged]) -> tuple[dict[Attempt, Logged], list[Violation],
+                                                  dict[str, tuple[jobs.Job, Logged]]]:
     """Fold each job with the state machine. Returns the attempts that ended in a refunded
-    status (the transition that ended each) and the illegal state changes."""
+    status (the transition that ended each), the illegal state changes, and each job as it
+    ends up with its last event."""
     state: dict[str, jobs.Job] = {}
     seen: dict[str, set] = defaultdict(set)
     ended: dict[Attempt, Logged] = {}
     out: list[Violation] = []
+    last: dict[str, tuple[jobs.Job, Logged]] = {}
     for logged in job_events:
         event = logged.event
         job_id = event.aggregate_id
@@ -188,9 +209,10 @@ def _audit_jobs(job_events: list[Logged]) -> tuple[dict[Attempt, Logged], list[V
             if job is None and event.type != "job.created":
                 continue  # nothing to fold onto
         state[job_id] = jobs.evolve(None if event.type == "job.created" else job, event)
+        last[job_id] = (state[job_id], logged)
         if isinstance(event, jobs.JobTransitioned) and event.data.to in jobs.REFUNDED_STATUSES:
             ended.setdefault((job_id, event.data.attempt), logged)
-    return ended, out
+    return ended, out, last
 
 
 def _illegal(job: jobs.Job | None, event: Event | UnknownEvent) -> str | None:

@@ -202,6 +202,30 @@ def decide_retry(job: Job, *, requested_by: str, now: datetime | None = None) ->
     )
 
 
+@dataclass(frozen=True)
+class Overdue:
+    """What a job past its deadline comes to: `ask_provider` first when a provider may still
+    hold its result, else straight to `to` (a refunded status) with `error`."""
+
+    to: JobStatus
+    error: str
+    ask_provider: bool = False
+
+
+def decide_overdue(job: Job, now: datetime, *, processing_s: float, unstarted_s: float) -> Overdue | None:
+    """None while the job is within its deadline (or final). A job that never started (still
+    pending or queued `unstarted_s` after its last change) fails; one processing for longer
+    than `processing_s` expires, after its provider is asked when it has a prediction."""
+    waited = (now - job.updated_at).total_seconds()
+    if job.status in (JobStatus.pending, JobStatus.queued) and waited >= unstarted_s:
+        return Overdue(JobStatus.failed, f"not started within {unstarted_s:g}s")
+    if job.status is JobStatus.processing and waited >= processing_s:
+        error = (f"no result from the provider within {processing_s:g}s" if job.prediction_id
+                 else f"no result within {processing_s:g}s")
+        return Overdue(JobStatus.expired, error, ask_provider=job.prediction_id is not None)
+    return None
+
+
 def provider_failed(job: Job, error: str, *, now: datetime | None = None) -> JobProviderFailed:
     return JobProviderFailed(aggregate_id=job.id, occurred_at=now or utcnow(),
                              data=JobProviderFailedData(job_id=job.id, user_id=job.user_id, attempt=job.attempt,

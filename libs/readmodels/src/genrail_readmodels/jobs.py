@@ -178,9 +178,11 @@ async def status_counts_of_batches(conn: AsyncConnection, batch_ids: list[str]) 
     return counts
 
 
-async def overdue(conn: AsyncConnection, deadlines_s: Mapping[str, float], *, limit: int = 500) -> list[str]:
-    """Ids of `processing` jobs of each type not updated for longer than that type's deadline
-    (candidates only: the caller decides on the job's state read from the log)."""
+async def overdue(conn: AsyncConnection, deadlines_s: Mapping[str, float], unstarted_s: float, *,
+                  limit: int = 500) -> list[str]:
+    """Ids of jobs past their deadline and not final: `processing` jobs of each type not
+    updated for longer than that type's deadline, and `pending` or `queued` ones not updated
+    for `unstarted_s` (candidates only: the caller decides on the job's state read from the log)."""
     ids: list[str] = []
     for job_type, deadline_s in sorted(deadlines_s.items()):
         rows = await conn.execute(sa.text(
@@ -188,4 +190,7 @@ async def overdue(conn: AsyncConnection, deadlines_s: Mapping[str, float], *, li
             "AND updated_at < now() - make_interval(secs => :d) LIMIT :limit"),
             {"t": job_type, "d": deadline_s, "limit": limit})
         ids += [str(r.id) for r in rows]
-    return ids
+    rows = await conn.execute(sa.text(
+        "SELECT id FROM jobs WHERE status IN ('pending', 'queued') "
+        "AND updated_at < now() - make_interval(secs => :d) LIMIT :limit"), {"d": unstarted_s, "limit": limit})
+    return ids + [str(r.id) for r in rows]

@@ -1,7 +1,9 @@
-"""Deadlines of async jobs. A job still `processing` past its type's deadline is first
-checked with the provider (the callback may have been lost); a final answer is applied as
-a webhook would be; otherwise the prediction is canceled and the job `expired` (the
-ledger refunds it). The projection only finds candidates; the decision reads the log."""
+"""Deadlines: no job stays unfinished, and charged, for good. A job still `processing` past
+its type's deadline expires; an async one is first checked with the provider (the
+callback may have been lost), whose final answer is applied as a webhook would be, and
+otherwise its prediction is canceled. A job the pipeline never started fails after
+`DEADLINE_UNSTARTED_S`. The ledger refunds both. The projection only finds candidates;
+the decision (`jobs.decide_overdue`) reads the log."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class DeadlineSweeper:
 
     async def candidates(self) -> list[str]:
         async with self.engine.connect() as conn:
-            return await jobs_table.overdue(conn, {t.value: self.settings.deadline_s(t.value) for t in jobs.ASYNC_TYPES})
+            return await jobs_table.overdue(conn, self.settings.deadlines_s(), self.settings.deadline_unstarted_s)
 
     async def sweep(self) -> None:
         for job_id in await self.candidates():
@@ -47,23 +49,38 @@ class DeadlineSweeper:
 
     async def check(self, job_id: str) -> None:
         job, _ = await load_job(self.store, job_id)
-        if job is None or job.status is not S.processing:
+        if job is None:
             return
-        overdue = (datetime.now(UTC) - job.updated_at).total_seconds() - self.settings.deadline_s(job.type.value)
-        if overdue < 0:
+        overdue = jobs.decide_overdue(job, datetime.now(UTC), processing_s=self.settings.deadline_s(job.type.value),
+                                      unstarted_s=self.settings.deadline_unstarted_s)
+        if overdue is None:
             return
-        prediction = await self._ask_provider(job.prediction_id) if job.prediction_id else None
-        if prediction is not None and prediction.finished:
+        if overdue.ask_provider:
+            assert job.prediction_id is not None
             try:
-                await apply_prediction(self.store, self.storage, self.providers.fetcher, job.id, job.attempt,
-                                       prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60,
-                                       output_hosts=self.settings.allowed_output_hosts())
-            except OutputDownloadFailed as exc:  # past the deadline, outputs that cannot be had are a failure
-                await self._end(job, S.failed, f"the provider's outputs could not be fetched: {exc}")
-            return
-        if prediction is not None:
-            await self.providers.replicate.cancel_prediction(job.prediction_id)
-        await self._end(job, S.expired, f"no result from the provider within {self.settings.deadline_s(job.type.value):g}s")
+                prediction = await self._ask_provider(job.prediction_id)
+            except ProviderError:
+                if self._given_up_on_provider(job):
+                    await self._end(job, overdue.to, f"{overdue.error} (it could not be reached)")
+                    return
+                raise
+            if prediction is not None and prediction.finished:
+                try:
+                    await apply_prediction(self.store, self.storage, self.providers.fetcher, job.id, job.attempt,
+                                           prediction, max_bytes=self.settings.max_output_bytes, timeout_s=60,
+                                           output_hosts=self.settings.allowed_output_hosts())
+                except OutputDownloadFailed as exc:  # past the deadline, outputs that cannot be had are a failure
+                    await self._end(job, S.failed, f"the provider's outputs could not be fetched: {exc}")
+                return
+            if prediction is not None:
+                await self.providers.replicate.cancel_prediction(job.prediction_id)
+        await self._end(job, overdue.to, overdue.error)
+
+    def _given_up_on_provider(self, job: jobs.Job) -> bool:
+        """A provider unreachable for twice the deadline does not keep the job (and its
+        credits) waiting any longer: a result that comes later finds the job ended."""
+        waited = (datetime.now(UTC) - job.updated_at).total_seconds()
+        return waited >= 2 * self.settings.deadline_s(job.type.value)
 
     async def _ask_provider(self, prediction_id: str) -> Prediction | None:
         """The prediction as the provider has it now; None when it no longer knows it (a

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from genrail_events.jobs import JobType
 from pydantic import Field, SecretStr
 
 from genrail_runtime.settings import CommonSettings, FetchSettings
@@ -49,11 +50,19 @@ class PipelineSettings(CommonSettings, StorageSettings, FetchSettings):
     deadline_static_ad_s: float = Field(300, description="A static ad with no result by then expires")
     deadline_ugc_video_s: float = Field(900, description="A UGC video with no result by then expires")
     deadline_tts_s: float = Field(300, description="A TTS job with no result by then expires")
+    deadline_sync_s: float = Field(600, description="A copy, scrape or image edit still processing by then (its "
+                                                    "message dead-lettered, say) expires")
+    deadline_unstarted_s: float = Field(3600, description="A job still pending or queued by then (the pipeline "
+                                                          "never took it) fails; long enough to outlast an outage")
     deadline_sweep_interval_s: float = Field(5, description="How often deadlines are checked")
     max_output_bytes: int = Field(200 * 1024 * 1024, description="Largest provider output downloaded")
 
     def deadline_s(self, job_type: str) -> float:
-        return float(getattr(self, f"deadline_{job_type}_s"))
+        """How long a job of this type may be `processing`."""
+        return float(getattr(self, f"deadline_{job_type}_s", self.deadline_sync_s))
+
+    def deadlines_s(self) -> dict[str, float]:
+        return {t.value: self.deadline_s(t.value) for t in JobType}
 
     def replicate_model(self, job_type: str) -> str:
         return str(getattr(self, f"replicate_model_{job_type}"))
