@@ -103,8 +103,7 @@ async def api_process(stack, env: dict[str, str]) -> tuple[subprocess.Popen, str
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "genrail_api"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **stack.base_env(), **stack.env, **env, "API_PORT": str(port),
-                                 "PUBLIC_URL": url})
+                            env={**stack.environment("api", env), "API_PORT": str(port), "PUBLIC_URL": url})
     async with httpx.AsyncClient(base_url=url) as client:
         for _ in range(300):
             try:

@@ -151,8 +151,10 @@ class EmbeddedPostgres:
         log = open(self.data_dir / "postgres.log", "ab")
         self.proc = subprocess.Popen(
             [_pg_bin("postgres"), "-D", str(pgdata), "-h", self.host, "-p", str(self.port),
-             "-k", str(pgdata), "-c", "max_connections=200", "-c", "fsync=on",
-             "-c", "synchronous_commit=off", "-c", "shared_buffers=256MB"],
+             # synchronous_commit stays on (the default): with it off, a killed server forgets
+             # its last commits, and a projector with nothing new to write never learns that
+             # rows it wrote (a new user's API key, say) are gone.
+             "-k", str(pgdata), "-c", "max_connections=200", "-c", "fsync=on", "-c", "shared_buffers=256MB"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **run_as,
         )
         wait_for_port(self.host, self.port, 30, self.proc)

@@ -57,8 +57,11 @@ def up(
         stack.stop()
         raise typer.Exit(1) from None
     console.rule("[bold green]genrail is up")
+    providers = ", ".join(f"{name} ({'the local provider' if where == 'local' else 'your settings'})"
+                          for name, where in stack.providers_in_use().items())
     console.print(f"API        {stack.api_url}\nAPI docs   {stack.api_url}/docs\n"
                   f"Webhooks   {stack.webhooks_url}\nProvider   {stack.localprovider_url} (local)\n"
+                  f"Providers  {providers}\n"
                   f"Data       {data_dir.resolve()}\nStop       Ctrl-C")
     try:
         if demo:

@@ -27,6 +27,20 @@ from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, require_free
 
 DEFAULT_OUTPUT_HOSTS = FetchSettings.model_fields["provider_output_hosts"].default
 
+# Settings the stack decides even when they are exported: the servers it started (it takes
+# NATS_URL and DATABASE_URL from the environment when they name external ones) and the
+# ports it was given (`genrail up --api-port`, whose default is API_PORT).
+STACK_DECIDES = frozenset({"NATS_URL", "DATABASE_URL", "API_PORT", "WEBHOOKS_PORT", "LOCALPROVIDER_PORT"})
+
+# A provider is the user's when they set where it is or the key to it; then none of its
+# local values is added. (A secret alone, e.g. STRIPE_WEBHOOK_SECRET, is theirs but keeps
+# the local provider.)
+PROVIDER_CHOSEN_BY: dict[str, frozenset[str]] = {
+    "replicate": frozenset({"REPLICATE_API_TOKEN", "REPLICATE_BASE_URL"}),
+    "stripe": frozenset({"STRIPE_API_KEY", "STRIPE_API_BASE"}),
+    "openai-images": frozenset({"OPENAI_IMAGES_API_KEY", "OPENAI_IMAGES_BASE_URL"}),
+}
+
 SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
     "ledger": "genrail_ledger",
     "projector": "genrail_projector",
@@ -58,7 +72,7 @@ class Stack:
     database_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     echo: Callable[[str, str], None] | None = None
-    restart: bool = True
+    restart: bool = True  # restart what dies: services, and the embedded servers
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's own settings
     host: str = "127.0.0.1"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
@@ -91,6 +105,7 @@ class Stack:
         return {"METRICS_HOST": self.host, "METRICS_PORT": str(port)}
 
     def base_env(self) -> dict[str, str]:
+        """Where the stack's own parts are: its servers, ports and public URLs, and file storage."""
         media = (self.data_dir / "media").resolve()
         return {
             "NATS_URL": self.nats_url or "", "DATABASE_URL": self.database_url or "",
@@ -100,20 +115,55 @@ class Stack:
             "LOCALPROVIDER_HOST": self.host, "LOCALPROVIDER_PORT": str(self.ports.localprovider),
             "LOCALPROVIDER_PUBLIC_URL": self.localprovider_url,
             "STORAGE_URL": f"file://{media}",
-            # Stripe: the local provider answers as Stripe and signs its webhooks with the local secret.
-            "STRIPE_API_KEY": "sk_test_genrail_local", "STRIPE_API_BASE": self.localprovider_url,
-            "STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
+            "MEDIA_URL_SECRET": self.local_secrets()["media_url"],
+            # The local provider signs as Replicate and Stripe do, with this data directory's secrets.
+            "LOCALPROVIDER_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
             "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
             "LOCALPROVIDER_STRIPE_WEBHOOK_URL": f"{self.webhooks_url}/webhooks/stripe",
             "LOCALPROVIDER_STRIPE_PUBLIC_URL": self.localprovider_url,
-            # Replicate: the local provider answers as Replicate and signs as Replicate does.
-            "REPLICATE_BASE_URL": self.localprovider_url, "REPLICATE_API_TOKEN": "r8_genrail_local",
-            "REPLICATE_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
-            "LOCALPROVIDER_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
-            "MEDIA_URL_SECRET": self.local_secrets()["media_url"],
-            # OpenAI image edits: the local provider answers as OpenAI, editing with Pillow.
-            "OPENAI_IMAGES_BASE_URL": f"{self.localprovider_url}/v1", "OPENAI_IMAGES_API_KEY": "sk-genrail-local",
         }
+
+    def local_providers(self) -> dict[str, dict[str, str]]:
+        """Each provider's settings that point it at the local provider, by provider."""
+        return {
+            "replicate": {"REPLICATE_BASE_URL": self.localprovider_url, "REPLICATE_API_TOKEN": "r8_genrail_local",
+                          "REPLICATE_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"]},
+            "stripe": {"STRIPE_API_KEY": "sk_test_genrail_local", "STRIPE_API_BASE": self.localprovider_url,
+                       "STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"]},
+            "openai-images": {"OPENAI_IMAGES_BASE_URL": f"{self.localprovider_url}/v1",
+                              "OPENAI_IMAGES_API_KEY": "sk-genrail-local"},
+        }
+
+    def user_settings(self, name: str = "", env: dict[str, str] | None = None) -> dict[str, str]:
+        """What the user set (the environment, non-empty) and what the stack was given."""
+        exported = {key: value for key, value in os.environ.items() if value != ""}
+        return {**exported, **self.env, **self.service_env.get(name, {}), **(env or {})}
+
+    def providers_in_use(self) -> dict[str, str]:
+        """Each provider: "local", or "yours" when the user configured any of its settings."""
+        given = self.user_settings()
+        return {provider: "yours" if given.keys() & chosen_by else "local"
+                for provider, chosen_by in PROVIDER_CHOSEN_BY.items()}
+
+    def environment(self, name: str, env: dict[str, str] | None = None) -> dict[str, str]:
+        """A service's environment. What the user set wins, never overridden: a provider any
+        the user chose (`PROVIDER_CHOSEN_BY`) is theirs entirely (none of its local values
+        is added), so `REPLICATE_API_TOKEN` alone reaches Replicate itself. The stack keeps
+        only what it must decide per process: which servers it started, the ports it was
+        given, and each worker's metrics port."""
+        given = self.user_settings(name, env)
+        local = {key: value for provider, settings in self.local_providers().items()
+                 if not given.keys() & PROVIDER_CHOSEN_BY[provider] for key, value in settings.items()}
+        decided = {key: value for key, value in self.base_env().items()
+                   if key in STACK_DECIDES or key not in given}
+        full = {**os.environ, **local, **given, **decided, **self.metrics_env(name)}
+        # The local provider's outputs are fetched through the guard, which refuses loopback
+        # unless told: its one address and port are added to what the user allows (or to the
+        # defaults: real providers' output hosts, no private address).
+        local_address = f"{self.host}:{self.ports.localprovider}"
+        for setting, default in (("FETCH_ALLOW", ""), ("PROVIDER_OUTPUT_HOSTS", DEFAULT_OUTPUT_HOSTS)):
+            full[setting] = ",".join(filter(None, [local_address, given.get(setting, default)]))
+        return full
 
     def local_secrets(self) -> dict[str, str]:
         """Secrets of this data directory: made once, kept, so URLs and webhooks survive
@@ -155,15 +205,7 @@ class Stack:
         return self
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        env = {**self.service_env.get(name, {}), **(env or {})}
-        full_env = {**os.environ, **self.base_env(), **self.metrics_env(name), **self.env, **env}
-        # The local provider's outputs are fetched through the guard, which refuses loopback
-        # unless told: its one address and port are added to what the user allows (or to the
-        # defaults: real providers' output hosts, no private address).
-        local = f"{self.host}:{self.ports.localprovider}"
-        for setting, default in (("FETCH_ALLOW", ""), ("PROVIDER_OUTPUT_HOSTS", DEFAULT_OUTPUT_HOSTS)):
-            given = full_env[setting] if setting in {**os.environ, **self.env, **env} else default
-            full_env[setting] = ",".join(filter(None, [local, given]))
+        full_env = self.environment(name, env)
         log_file = open(self.data_dir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", SERVICES[name]], env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -203,17 +245,32 @@ class Stack:
         proc.wait(30)
 
     def _supervise(self) -> None:
-        """Restart a service that died on its own (not one `kill` took away)."""
+        """Restart a service that died on its own (not one `kill` took away), and the
+        embedded nats-server and PostgreSQL when they die (`poll` reaps the dead process,
+        so none is left a zombie); a server that cannot start yet is tried again."""
         while not self._stopping:
             time.sleep(0.5)
+            if not self.restart:
+                continue
+            for name, server in (("nats-server", self._nats), ("PostgreSQL", self._pg)):
+                if self._stopping or server is None or server.proc is None or server.proc.poll() is None:
+                    continue
+                self._say(f"{name} exited with {server.proc.returncode}; restarting it")
+                try:
+                    server.start()
+                except Exception as exc:  # noqa: BLE001 - e.g. its port not yet free: the next round tries again
+                    self._say(f"{name} did not start again ({exc}); trying again")
             with self._lock:
                 dead = [n for n, p in self.procs.items() if p.poll() is not None]
             for name in dead:
-                if self._stopping or not self.restart:
+                if self._stopping:
                     break
-                if self.echo:
-                    self.echo("genrail", f"{name} exited with {self.procs[name].returncode}; restarting it")
+                self._say(f"{name} exited with {self.procs[name].returncode}; restarting it")
                 self.start_service(name)
+
+    def _say(self, line: str) -> None:
+        if self.echo:
+            self.echo("genrail", line)
 
     def stop(self) -> None:
         self._stopping = True

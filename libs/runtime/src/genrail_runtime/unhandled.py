@@ -1,4 +1,5 @@
-"""An unexpected error becomes a JSON 500, answered like any other response.
+"""An unexpected error becomes a JSON 500, answered like any other response; an error that
+says the event log or the database is out of reach becomes a 503 with Retry-After.
 
 Starlette answers an unhandled exception from its outermost middleware and then raises it
 again to the server, which closes the connection: a client on a keep-alive connection then
@@ -12,6 +13,8 @@ import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .dependencies import unavailable
 
 log = logging.getLogger("genrail.http")
 BODY = json.dumps({"detail": "internal error: the request was not completed; it is safe to retry"}).encode()
@@ -34,10 +37,22 @@ class AnswerUnhandledErrors:
 
         try:
             await self.app(scope, receive, tracked)
-        except Exception:
-            log.exception("http.unhandled_error", extra={"path": scope.get("path"), "method": scope.get("method")})
+        except Exception as exc:
+            missing = unavailable(exc)
+            where = {"path": scope.get("path"), "method": scope.get("method")}
+            if missing is None:
+                log.exception("http.unhandled_error", extra=where)
+            else:
+                log.warning("http.dependency_unavailable", extra={**where, "unavailable": missing,
+                                                                  "error": f"{type(exc).__name__}: {exc}"})
             if started:
                 raise  # half a response is out: only closing the connection tells the client
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
-            await send({"type": "http.response.body", "body": BODY})
+            status, body, headers = 500, BODY, []
+            if missing is not None:
+                status, headers = 503, [(b"retry-after", b"2")]
+                body = json.dumps({"detail": f"{missing} is unavailable for a moment: try again shortly; "
+                                             "a request with an idempotency key is safe to repeat"}).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                    *headers]})
+            await send({"type": "http.response.body", "body": body})

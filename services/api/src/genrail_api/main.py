@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.health import add_health_routes
 from genrail_runtime.http_server import serve
 from genrail_runtime.unhandled import AnswerUnhandledErrors
 
@@ -46,15 +47,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                    media.router, uploads.router, batches.router):
         app.include_router(router)
 
-    @app.get("/healthz", tags=["health"], summary="The API is up and connected")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    add_health_routes(app, _dependencies)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
     app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
     telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app
+
+
+def _dependencies(request: Request) -> dict[str, Callable[[], Awaitable[object]]]:
+    resources = request.app.state.resources
+
+    async def database() -> None:
+        async with resources.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    return {"event log": resources.store.js.account_info, "database": database}
 
 
 def run() -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
+from genrail_runtime.health import add_health_routes
 from genrail_runtime.http_server import serve
 from genrail_runtime.unhandled import AnswerUnhandledErrors
 
@@ -36,9 +37,7 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.webhooks_max_body_bytes)
     app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    add_health_routes(app, lambda request: {"event log": request.app.state.resources.store.js.account_info})
 
     telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app
