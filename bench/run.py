@@ -262,8 +262,8 @@ async def bench_genrail(args: argparse.Namespace) -> Side:
     try:
         await asyncio.sleep(args.settle)
         tops = {name: proc.pid for name, proc in stack.procs.items()}
-        tops["nats-server"] = stack._nats.proc.pid  # the stack keeps its servers' processes private
-        tops["postgres"] = stack._pg.proc.pid
+        tops["nats-server"] = stack.nats_nodes[0].proc.pid
+        tops["postgres"] = stack.postgres.proc.pid
         side.memory = memory(tops)
         side.raw = await raw_jetstream(stack.nats_url, args.raw)
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:

@@ -49,7 +49,7 @@ async def timed(call) -> tuple[httpx.Response, float]:
 async def test_postgresql_down_is_a_503_and_the_stack_brings_it_back(own_stack, api):
     user = await register(api)
     own_stack.restart = False
-    down_for_good(own_stack._pg)
+    down_for_good(own_stack.postgres)
     try:
         listed, took = await timed(api.get("/api/jobs", headers=user.headers))
         assert listed.status_code == 503, listed.text
@@ -73,7 +73,7 @@ async def test_nats_down_is_a_503_and_the_stack_brings_it_back(own_stack, api):
     user = await register(api)
     accepted = (await api.post("/api/generate/copy", headers=user.headers, json=COPY)).json()["id"]
     own_stack.restart = False
-    down_for_good(own_stack._nats)
+    down_for_good(own_stack.nats_nodes[0])
     try:
         refused, took = await timed(api.post("/api/generate/copy", headers=user.headers,
                                              json={**COPY, "idempotency_key": "while-nats-is-down"}))

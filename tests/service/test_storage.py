@@ -236,3 +236,33 @@ def test_tampered_media_tokens_are_invalid(mangle):
 def test_media_tokens_only_name_valid_keys():
     with pytest.raises(InvalidKey):
         sign_media_token("../etc/passwd", expires_at=1_000, secret="s3cret")
+
+
+async def test_genrail_init_makes_the_bucket_and_the_streams_once(s3_endpoint, nats_server):
+    import subprocess
+    import sys
+
+    from genrail_events import streams
+
+    env = {**os.environ, "STORAGE_URL": "s3://genrail-init-test/media", "S3_ENDPOINT_URL": s3_endpoint,
+           "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing", "S3_REGION": "us-east-1"}
+    command = [sys.executable, "-m", "genrail_cli.main", "init", "--nats-url", nats_server.url]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "storage s3://genrail-init-test/media: created" in first.stdout, first.stderr
+    assert second.returncode == 0 and "already there" in second.stdout, second.stderr
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").head_bucket(Bucket="genrail-init-test")
+    import nats
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        names = [info.config.name async for info in _stream_infos(nc)]
+    finally:
+        await nc.close()
+    assert sorted(names) == sorted(s.name for s in streams.ALL)
+
+
+async def _stream_infos(nc):
+    for info in await nc.jetstream().streams_info():
+        yield info

@@ -70,6 +70,10 @@ class EmbeddedNats:
     host: str = "127.0.0.1"
     include: Path | None = None  # more configuration, e.g. deploy/nats/users.conf
     env: dict[str, str] | None = None  # the server's environment, for variables the configuration names
+    # A node of a cluster: its name, the port the other nodes route to, and every node's route.
+    name: str | None = None
+    cluster_port: int | None = None
+    routes: tuple[str, ...] = ()
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -83,6 +87,7 @@ class EmbeddedNats:
         config.write_text(
             f'host: "{self.host}"\nport: {self.port}\nmax_payload: 8MB\n'
             f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
+            + self._cluster_config()
             + (self.include.read_text() if self.include else "")  # nats-server includes only relative paths
         )
         log = open(self.data_dir / "nats-server.log", "ab")
@@ -94,8 +99,23 @@ class EmbeddedNats:
         wait_for_port(self.host, self.port, 15, self.proc)
         return self
 
+    def _cluster_config(self) -> str:
+        if self.cluster_port is None:
+            return ""
+        routes = ", ".join(f'"{route}"' for route in self.routes)
+        return (f'server_name: "{self.name}"\n'
+                f'cluster {{ name: "genrail-local", listen: "{self.host}:{self.cluster_port}", routes: [{routes}] }}\n')
+
     def stop(self) -> None:
         _stop(self.proc)
+
+
+def nats_cluster(data_dir: Path, ports: list[int], cluster_ports: list[int], host: str = "127.0.0.1") -> list[EmbeddedNats]:
+    """The nodes of a JetStream cluster on one machine (start each; `genrail up --cluster 3`)."""
+    routes = tuple(f"nats://{host}:{port}" for port in cluster_ports)
+    return [EmbeddedNats(data_dir / f"n{i + 1}", port=port, host=host, name=f"n{i + 1}", cluster_port=cluster_port,
+                         routes=routes)
+            for i, (port, cluster_port) in enumerate(zip(ports, cluster_ports, strict=True))]
 
 
 def _pg_bin(name: str) -> str:

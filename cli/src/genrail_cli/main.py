@@ -35,12 +35,15 @@ def up(
     nats_port: Annotated[int, typer.Option(help="Port of the embedded nats-server")] = 4222,
     postgres_port: Annotated[int, typer.Option(help="Port of the embedded PostgreSQL")] = 5432,
     demo: Annotated[bool, typer.Option(help="Register a demo user and run a job once the stack is up")] = False,
+    cluster: Annotated[int, typer.Option(min=1, help="Embedded nats-server nodes: 3 runs a JetStream cluster on "
+                                                     "loopback (client ports from --nats-port on, routes from 6222) "
+                                                     "with every stream on 3 replicas, to try failover")] = 1,
 ) -> None:
     """Start the whole system: embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL
     name external ones), then every service as its own process. Ctrl-C stops it all."""
     from genrail_cli.embedded import PortInUse
 
-    stack = Stack(data_dir=data_dir.resolve(), echo=echo,
+    stack = Stack(data_dir=data_dir.resolve(), echo=echo, cluster=cluster,
                   ports=Ports(api=api_port, webhooks=webhooks_port, localprovider=localprovider_port,
                               nats=nats_port, postgres=postgres_port),
                   nats_url=os.environ.get("NATS_URL") or None, database_url=os.environ.get("DATABASE_URL") or None)
@@ -62,6 +65,7 @@ def up(
     console.print(f"API        {stack.api_url}\nAPI docs   {stack.api_url}/docs\n"
                   f"Webhooks   {stack.webhooks_url}\nProvider   {stack.localprovider_url} (local)\n"
                   f"Providers  {providers}\n"
+                  f"NATS       {stack.nats_url}\n"
                   f"Data       {data_dir.resolve()}\nStop       Ctrl-C")
     try:
         if demo:
@@ -81,9 +85,11 @@ def up(
 from .audit import audit_command  # noqa: E402 - the operating commands, after `up`
 from .dlq import dlq_app  # noqa: E402
 from .events import events_app  # noqa: E402
+from .init import init_command  # noqa: E402
 from .quarantine import quarantine_command  # noqa: E402
 from .replay import replay  # noqa: E402
 
+app.command("init")(init_command)
 app.command("replay")(replay)
 app.command("audit")(audit_command)
 app.command("quarantine")(quarantine_command)

@@ -23,7 +23,7 @@ import httpx
 
 from genrail_runtime import webhook_signing
 from genrail_runtime.settings import FetchSettings
-from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, require_free
+from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, nats_cluster, require_free
 
 DEFAULT_OUTPUT_HOSTS = FetchSettings.model_fields["provider_output_hosts"].default
 
@@ -62,6 +62,10 @@ class Ports:
     ledger_metrics: int = 9464
     projector_metrics: int = 9465
     pipeline_metrics: int = 9466
+    # `--cluster N`: the other nodes' client ports (default: after `nats`) and every node's
+    # cluster (route) port (default: 6222 on).
+    nats_others: tuple[int, ...] = ()
+    nats_routes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -73,11 +77,12 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     echo: Callable[[str, str], None] | None = None
     restart: bool = True  # restart what dies: services, and the embedded servers
+    cluster: int = 1  # embedded nats-server nodes: 3 is a JetStream cluster with every stream on 3 replicas
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's own settings
     host: str = "127.0.0.1"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
-    _nats: EmbeddedNats | None = field(default=None, init=False)
-    _pg: EmbeddedPostgres | None = field(default=None, init=False)
+    nats_nodes: list[EmbeddedNats] = field(default_factory=list, init=False)
+    postgres: EmbeddedPostgres | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -109,6 +114,7 @@ class Stack:
         media = (self.data_dir / "media").resolve()
         return {
             "NATS_URL": self.nats_url or "", "DATABASE_URL": self.database_url or "",
+            **({"STREAM_REPLICAS": str(self.cluster)} if self.nats_nodes and self.cluster > 1 else {}),
             "API_HOST": self.host, "API_PORT": str(self.ports.api), "PUBLIC_URL": self.api_url,
             "WEBHOOKS_HOST": self.host, "WEBHOOKS_PORT": str(self.ports.webhooks),
             "WEBHOOKS_PUBLIC_URL": self.webhooks_url,
@@ -189,12 +195,16 @@ class Stack:
             require_free(self.host, port, f"the {name}")
         try:
             if not self.nats_url:
-                self._nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host).start()
-                self.nats_url = self._nats.url
+                self.nats_nodes = self._embedded_nats()
+                for node in self.nats_nodes:
+                    node.start()
+                self.nats_url = ",".join(node.url for node in self.nats_nodes)
+                if self.cluster > 1:
+                    wait_for_jetstream(self.nats_url, self.cluster, timeout_s)
             if not self.database_url:
-                self._pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres,
+                self.postgres = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres,
                                             host=self.host).start()
-                self.database_url = self._pg.url
+                self.database_url = self.postgres.url
             for name in SERVICES:
                 self.start_service(name)
             self.wait_healthy(timeout_s)
@@ -203,6 +213,13 @@ class Stack:
             raise
         threading.Thread(target=self._supervise, daemon=True).start()
         return self
+
+    def _embedded_nats(self) -> list[EmbeddedNats]:
+        if self.cluster <= 1:
+            return [EmbeddedNats(self.data_dir / "nats", port=self.ports.nats, host=self.host)]
+        clients = [self.ports.nats, *(self.ports.nats_others or [self.ports.nats + i for i in range(1, self.cluster)])]
+        routes = list(self.ports.nats_routes or [6222 + i for i in range(self.cluster)])
+        return nats_cluster(self.data_dir / "nats-cluster", clients, routes, host=self.host)
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         full_env = self.environment(name, env)
@@ -252,7 +269,8 @@ class Stack:
             time.sleep(0.5)
             if not self.restart:
                 continue
-            for name, server in (("nats-server", self._nats), ("PostgreSQL", self._pg)):
+            servers = [(f"nats-server {node.name or ''}".strip(), node) for node in self.nats_nodes]
+            for name, server in (*servers, ("PostgreSQL", self.postgres)):
                 if self._stopping or server is None or server.proc is None or server.proc.poll() is None:
                     continue
                 self._say(f"{name} exited with {server.proc.returncode}; restarting it")
@@ -284,7 +302,28 @@ class Stack:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if self._pg:
-            self._pg.stop()
-        if self._nats:
-            self._nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+        for node in self.nats_nodes:
+            node.stop()
+
+
+def wait_for_jetstream(nats_url: str, replicas: int, timeout_s: float) -> None:
+    """Until the cluster has elected its JetStream leaders and holds every stream on
+    `replicas` nodes: the services start only then, instead of failing their first tries."""
+    import asyncio
+
+    from genrail_eventlog.store import open_log
+
+    async def ready() -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                async with open_log(nats_url, "genrail-up", replicas=replicas):
+                    return
+            except Exception:  # noqa: BLE001 - not elected yet
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    asyncio.run(ready())

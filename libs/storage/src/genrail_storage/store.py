@@ -109,6 +109,11 @@ class Storage(ABC):
         `max_bytes`, until `expires_s` from now: the storage itself enforces all three (an S3
         POST policy). None when the storage has no such thing (file storage)."""
 
+    async def create(self) -> bool:
+        """Make the place objects go (a directory, a bucket) if it is missing: True when
+        this made it. Deployments run it once (`genrail init`); the services never do."""
+        return False
+
     async def close(self) -> None:
         return None
 
@@ -119,6 +124,11 @@ class FileStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+
+    async def create(self) -> bool:
+        made = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        return made
 
     def path_for(self, key: str) -> Path:
         path = self.root / validate_key(key)
@@ -286,6 +296,19 @@ class S3Storage(Storage):
                     _aio_session().create_client("s3", config=config, **self._client_options)
                 )
             return self._client
+
+    async def create(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        await s3.create_bucket(Bucket=self.bucket)
+        return True
 
     def _object_key(self, key: str) -> str:
         validate_key(key)

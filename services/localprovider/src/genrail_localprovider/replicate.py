@@ -15,7 +15,8 @@ their version ids); `product_image` may be an http(s) or data: URL. Errors are `
 A prediction goes starting -> processing -> succeeded | failed, or canceled (cancel endpoint, or
 a `Cancel-After` deadline passed while running) or aborted (deadline passed before it started).
 Webhooks are Standard-Webhooks signed with `webhook_secret`, honour `webhook_events_filter`
-(default output + completed), keep their webhook-id across retries (network errors, 429, 5xx).
+(default output + completed), keep their webhook-id across retries (network errors, 429, 5xx),
+which go on for minutes with exponential backoff, as Replicate's do.
 
 Knobs (env `LOCALPROVIDER_<NAME>`; per prediction, input key `_emulator_<name>` wins; the keys
 stay in the echoed `input` but are not passed to the model):
@@ -75,8 +76,11 @@ class ReplicateEmulatorSettings(BaseSettings):
     duplicate_callbacks: int = Field(default=1, ge=1)
     out_of_order: bool = False
     never_call_back: bool = False
-    webhook_attempts: int = Field(default=4, ge=1)
-    webhook_retry_delay_s: float = Field(default=0.5, ge=0)  # doubled after each failed attempt
+    # Failed deliveries are retried over minutes, as Replicate does: 1, 2, 4 … s, at most 60 s
+    # apart, about four minutes in all, so a receiver down for a minute loses nothing.
+    webhook_attempts: int = Field(default=10, ge=1)
+    webhook_retry_delay_s: float = Field(default=1.0, ge=0)  # doubled after each failed attempt
+    webhook_retry_max_delay_s: float = Field(default=60.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     retention_s: float = Field(default=3600.0, gt=0)  # Replicate removes API predictions' data after an hour
     max_input_file_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
@@ -413,7 +417,7 @@ class ReplicateEmulator:
                 "webhook %s to %s failed (attempt %d/%d): %s", msg_id, url, attempt, attempts, outcome
             )
             if attempt < attempts:
-                await asyncio.sleep(delay * 2 ** (attempt - 1))
+                await asyncio.sleep(min(delay * 2 ** (attempt - 1), self.settings.webhook_retry_max_delay_s))
 
 
 def create_router(settings: ReplicateEmulatorSettings | None = None) -> APIRouter:

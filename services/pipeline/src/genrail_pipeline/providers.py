@@ -15,6 +15,7 @@ from genrail_pipeline.clients.scrape import scrape
 from genrail_commands.predictions import callback_url
 from genrail_storage.store import Storage
 
+from .replicate_models import model_input
 from .settings import PipelineSettings
 
 
@@ -38,9 +39,9 @@ class Providers:
         the prediction id."""
         webhook = callback_url(self.settings.webhooks_public_url, job.id, job.attempt,
                                self.settings.replicate_webhook_secret.get_secret_value())
+        model = self.settings.replicate_model(job.type.value)
         return await self.replicate.create_prediction(
-            self.settings.replicate_model(job.type.value), job.input, webhook=webhook,
-            webhook_events_filter=("start", "completed"))
+            model, model_input(model, job.input), webhook=webhook, webhook_events_filter=("start", "completed"))
 
     async def run_inline(self, job: Job) -> dict[str, Any]:
         """The job's output; ProviderError when the provider could not give one."""
