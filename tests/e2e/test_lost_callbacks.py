@@ -6,6 +6,7 @@ each one that did not complete is refunded exactly once. Deadlines are a few sec
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import httpx
 import pytest
@@ -76,8 +77,9 @@ async def test_a_provider_that_comes_back_without_its_predictions(system):
     ids = await in_flight_jobs(api, log, user)
     stack.kill("webhooks")
     stack.kill("localprovider")
+    shutil.rmtree(stack.data_dir / "localprovider")  # its data lost with it
     stack.start_service("webhooks")
-    stack.start_service("localprovider")  # it forgot every prediction: the sweeper is told 404
+    stack.start_service("localprovider")  # it knows no prediction: the sweeper is told 404
     ended = await every_job_ends_and_what_did_not_complete_is_refunded_once(api, log, user, ids)
     assert {job["status"] for job in ended} == {"expired"}
 

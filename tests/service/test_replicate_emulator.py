@@ -439,3 +439,21 @@ async def test_client_refuses_unknown_webhook_events(scripted_client):
         await scripted_client.create_prediction(
             "acme/painter", {}, webhook="https://h.example/x", webhook_events_filter=["finished"]
         )
+
+
+async def test_a_restarted_emulator_finishes_what_it_was_running_and_serves_what_it_made(receiver, tmp_path):
+    """As Replicate after an outage of its own: the prediction is still known, it completes,
+    its callback comes, and its output downloads, from a new process on the same data."""
+    hook, deliveries = receiver.hook()
+    first = _emulator_app(data_dir=tmp_path)
+    async with _serve(first[0], first[1]), httpx.AsyncClient(timeout=5) as http:
+        created = await ReplicateClient(first[2], TOKEN, http).create_prediction(
+            "genrail/tts", {"text": "still here", "_emulator_delay_s": 1.0}, webhook=hook)
+    second = _emulator_app(data_dir=tmp_path)
+    async with _serve(second[0], second[1]), httpx.AsyncClient(timeout=5) as http:
+        client = ReplicateClient(second[2], TOKEN, http)
+        assert (await client.get_prediction(created["id"]))["status"] in ("starting", "processing")
+        done = (await _next(deliveries, timeout=10)).prediction
+        assert done["id"] == created["id"] and done["status"] == "succeeded"
+        output = done["output"].replace(first[2], second[2])  # its files, from the new process
+        assert (await _download(output)).headers["content-type"] == "audio/wav"

@@ -120,6 +120,7 @@ class Stack:
             "WEBHOOKS_PUBLIC_URL": self.webhooks_url,
             "LOCALPROVIDER_HOST": self.host, "LOCALPROVIDER_PORT": str(self.ports.localprovider),
             "LOCALPROVIDER_PUBLIC_URL": self.localprovider_url,
+            "LOCALPROVIDER_DATA_DIR": str((self.data_dir / "localprovider").resolve()),
             "STORAGE_URL": f"file://{media}",
             "MEDIA_URL_SECRET": self.local_secrets()["media_url"],
             # The local provider signs as Replicate and Stripe do, with this data directory's secrets.

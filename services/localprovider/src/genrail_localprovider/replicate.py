@@ -16,7 +16,9 @@ A prediction goes starting -> processing -> succeeded | failed, or canceled (can
 a `Cancel-After` deadline passed while running) or aborted (deadline passed before it started).
 Webhooks are Standard-Webhooks signed with `webhook_secret`, honour `webhook_events_filter`
 (default output + completed), keep their webhook-id across retries (network errors, 429, 5xx),
-which go on for minutes with exponential backoff, as Replicate's do.
+which go on for minutes with exponential backoff, as Replicate's do. With `data_dir` set (genrail
+up sets it), predictions and outputs survive a restart: running ones run again, owed
+callbacks are sent (see `archive.py`).
 
 Knobs (env `LOCALPROVIDER_<NAME>`; per prediction, input key `_emulator_<name>` wins; the keys
 stay in the echoed `input` but are not passed to the model):
@@ -44,12 +46,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from genrail_localprovider.archive import PredictionArchive
 from genrail_localprovider.work import media
 from genrail_runtime.webhook_signing import sign
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -83,6 +87,7 @@ class ReplicateEmulatorSettings(BaseSettings):
     webhook_retry_max_delay_s: float = Field(default=60.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     retention_s: float = Field(default=3600.0, gt=0)  # Replicate removes API predictions' data after an hour
+    data_dir: Path | None = None  # keeps predictions and outputs across restarts (genrail up sets it)
     max_input_file_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
 
 
@@ -136,6 +141,8 @@ class _Prediction:
     overrides: _Overrides
     deadline: float | None  # event-loop time
     created: float = field(default_factory=time.monotonic)
+    created_wall: float = field(default_factory=time.time)
+    completed_delivered: bool = False  # the completed callback went out (or none was asked for)
     task: asyncio.Task[None] | None = None
     delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # keeps webhooks in order
 
@@ -168,6 +175,7 @@ class ReplicateEmulator:
         self.public_url = settings.public_url.rstrip("/")
         self.predictions: dict[str, _Prediction] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.archive = PredictionArchive(settings.data_dir) if settings.data_dir else None
         self._background: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
 
@@ -204,6 +212,8 @@ class ReplicateEmulator:
             if prediction.created < horizon and prediction.state["status"] in TERMINAL:
                 del self.predictions[prediction_id]
                 self.files.pop(f"{prediction_id}.{prediction.model.extension}", None)
+                if self.archive is not None:
+                    self.archive.forget(prediction_id, f"{prediction_id}.{prediction.model.extension}")
 
     def create(self, model: EmulatedModel, body: _CreateBody, cancel_after: str | None) -> dict[str, Any]:
         raw_overrides = {
@@ -257,8 +267,43 @@ class ReplicateEmulator:
             },
         )
         self.predictions[prediction_id] = prediction
+        self._keep(prediction)
         prediction.task = self._spawn(self._run(prediction))
         return copy.deepcopy(prediction.state)
+
+    def _keep(self, prediction: _Prediction) -> None:
+        if self.archive is not None:
+            self.archive.save(prediction.state["id"], {
+                "state": prediction.state, "model": prediction.model.name, "webhook": prediction.webhook,
+                "events": sorted(prediction.events), "overrides": prediction.overrides.model_dump(),
+                "created_wall": prediction.created_wall, "completed_delivered": prediction.completed_delivered})
+
+    def restore(self) -> None:
+        """Take up what the archive holds: a prediction that was running runs again from the
+        start; a finished one whose completed callback may not have gone out sends it."""
+        if self.archive is None:
+            return
+        for record in self.archive.records():
+            model = MODELS.get(record.get("model", ""))
+            if model is None or record["state"]["id"] in self.predictions:
+                continue
+            age = max(0.0, time.time() - record["created_wall"])
+            prediction = _Prediction(model=model, state=record["state"], webhook=record["webhook"],
+                                     events=frozenset(record["events"]),
+                                     overrides=_Overrides.model_validate(record["overrides"]), deadline=None,
+                                     created=time.monotonic() - age, created_wall=record["created_wall"],
+                                     completed_delivered=record["completed_delivered"])
+            self.predictions[prediction.state["id"]] = prediction
+            if prediction.state["status"] not in TERMINAL:
+                prediction.state.update(status="starting", started_at=None)
+                prediction.task = self._spawn(self._run(prediction))
+            elif not prediction.completed_delivered:
+                self._send_completed(prediction, None)
+
+    def file(self, name: str) -> tuple[bytes, str] | None:
+        if (found := self.files.get(name)) is None and self.archive is not None:
+            found = self.archive.load_file(name)
+        return found
 
     def get(self, prediction_id: str) -> _Prediction:
         if (prediction := self.predictions.get(prediction_id)) is None:
@@ -295,6 +340,7 @@ class ReplicateEmulator:
             started = datetime.fromisoformat(state["started_at"])
             state["metrics"]["predict_time"] = (datetime.now(UTC) - started).total_seconds()
         state["metrics"]["total_time"] = time.monotonic() - prediction.created
+        self._keep(prediction)
 
     async def _run(self, prediction: _Prediction) -> None:
         state, model = prediction.state, prediction.model
@@ -307,6 +353,7 @@ class ReplicateEmulator:
             self._send_completed(prediction, None)
             return
         state.update(status="processing", started_at=_now_iso(), logs=f"Running {model.name}\n")
+        self._keep(prediction)
         self._emit(prediction, "logs")
         stale = copy.deepcopy(state)
         began = time.monotonic()
@@ -327,6 +374,8 @@ class ReplicateEmulator:
         else:
             name = f"{state['id']}.{model.extension}"
             self.files[name] = (data, content_type)
+            if self.archive is not None:
+                self.archive.save_file(name, data, content_type)
             state["output"] = f"{self.public_url}/files/{name}"
             state["logs"] += f"Wrote {len(data)} bytes of {content_type}\n"
             self._emit(prediction, "output")
@@ -378,25 +427,32 @@ class ReplicateEmulator:
             self._deliver_later(prediction, copy.deepcopy(prediction.state))
 
     def _send_completed(self, prediction: _Prediction, stale: dict[str, Any] | None) -> None:
-        self._deliver_later(prediction, copy.deepcopy(prediction.state))
+        self._deliver_later(prediction, copy.deepcopy(prediction.state), completed=True)
         if stale is not None and _pick(prediction.overrides.out_of_order, self.settings.out_of_order):
             self._deliver_later(prediction, stale)
 
-    def _deliver_later(self, prediction: _Prediction, snapshot: dict[str, Any]) -> None:
+    def _deliver_later(self, prediction: _Prediction, snapshot: dict[str, Any], *, completed: bool = False) -> None:
         if prediction.webhook is None or _pick(
             prediction.overrides.never_call_back, self.settings.never_call_back
         ):
+            if completed:
+                prediction.completed_delivered = True
+                self._keep(prediction)
             return
         copies = _pick(prediction.overrides.duplicates, self.settings.duplicate_callbacks)
-        self._spawn(self._deliver(prediction, snapshot, copies))
+        self._spawn(self._deliver(prediction, snapshot, copies, completed=completed))
 
-    async def _deliver(self, prediction: _Prediction, snapshot: dict[str, Any], copies: int) -> None:
+    async def _deliver(self, prediction: _Prediction, snapshot: dict[str, Any], copies: int, *,
+                       completed: bool = False) -> None:
         assert prediction.webhook is not None
         body = json.dumps(snapshot, separators=(",", ":")).encode()
         msg_id = f"msg_{secrets.token_hex(12)}"
         async with prediction.delivery_lock:
             for _ in range(copies):
                 await self._post_webhook(prediction.webhook, msg_id, body)
+        if completed:
+            prediction.completed_delivered = True
+            self._keep(prediction)
 
     async def _post_webhook(self, url: str, msg_id: str, body: bytes) -> None:
         attempts, delay = self.settings.webhook_attempts, self.settings.webhook_retry_delay_s
@@ -425,6 +481,7 @@ def create_router(settings: ReplicateEmulatorSettings | None = None) -> APIRoute
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        emulator.restore()
         yield
         await emulator.aclose()
 
@@ -474,7 +531,7 @@ def create_router(settings: ReplicateEmulatorSettings | None = None) -> APIRoute
 
     @router.get("/files/{name}")
     async def get_file(name: str) -> Response:
-        if (file := emulator.files.get(name)) is None:
+        if (file := emulator.file(name)) is None:
             return JSONResponse({"detail": "Not found."}, status_code=404)
         data, content_type = file
         return Response(data, media_type=content_type, headers={"cache-control": "private, max-age=3600"})
