@@ -191,6 +191,7 @@ async def test_a_batch_the_user_cannot_pay_for_charges_nothing_and_creates_nothi
     keys = [(await upload(api, user, png((i, i, i)))).json()["key"] for i in range(11)]
     refused = await api.post("/api/batches", headers=user.headers, json={"prompt": "invert", "image_keys": keys})
     assert refused.status_code == 402 and refused.json() == {
+        "type": "urn:genrail:problem:insufficient-credits", "title": "Insufficient credits", "status": 402,
         "detail": "insufficient credits: balance 10, cost 11", "balance": 10, "cost": 11}
     assert [e.data.kind for e in await ledger_events(log, user.id)] == ["granted"]
     assert (await api.get("/api/batches", headers=user.headers)).json()["items"] == []

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from genrail_api.errors import KeyReused
 from genrail_api.handlers import (
     EmailTaken,
     IdempotencyKeyReused,
@@ -101,6 +102,32 @@ async def test_the_same_idempotency_key_twice_charges_once_and_makes_one_job(log
     assert (first_created, again_created) == (True, False) and again.id == first.id
     assert appended.subjects() == [debited(user, first.id), subjects.job("created", "copy", first.id)]
     assert await balance(log, user) == 3
+
+
+async def test_the_same_key_with_another_request_is_refused_and_changes_nothing(log, given: Given) -> None:
+    user = await given.user(credits=5)
+    first, _ = await create_job(log, user, JobType.copy, COPY_INPUT, 2, "key-1")
+    appended = appended_since(log)
+
+    for job_type, job_input in ((JobType.copy, {**COPY_INPUT, "tone": "bold"}), (JobType.scrape, COPY_INPUT)):
+        with pytest.raises(KeyReused, match=f"already named another request \\(job {first.id}"):
+            await create_job(log, user, job_type, job_input, 2, "key-1")
+
+    assert appended.subjects() == [] and await balance(log, user) == 3
+
+
+async def test_the_same_batch_key_with_other_images_or_prompt_is_refused(log, given: Given) -> None:
+    user = await given.user(credits=10)
+    batch_id, created = await create_batch(log, user, "sepia", ["uploads/u/a.png", "uploads/u/b.png"], 1, "b-1")
+    appended = appended_since(log)
+
+    for prompt, keys in (("sepia", ["uploads/u/a.png"]), ("noir", ["uploads/u/a.png", "uploads/u/b.png"])):
+        with pytest.raises(KeyReused, match="already named another batch"):
+            await create_batch(log, user, prompt, keys, 1, "b-1")
+    again, created_again = await create_batch(log, user, "sepia", ["uploads/u/a.png", "uploads/u/b.png"], 1, "b-1")
+
+    assert (created, again, created_again) == (True, batch_id, False)
+    assert appended.subjects() == [] and await balance(log, user) == 8
 
 
 async def test_twenty_concurrent_calls_with_one_key_charge_once_and_make_one_job(log, given: Given) -> None:

@@ -83,7 +83,7 @@ async def test_the_recovery_sees_a_legacy_creation_and_creates_nothing(log, give
 
 async def test_an_idempotent_request_finds_its_legacy_job(log, given: Given) -> None:
     user = await given.user(credits=10)
-    first = await given.job(user, legacy=True, job_id=jobs.job_id_for(user, "key-1"))
+    first = await given.job(user, legacy=True, job_id=jobs.job_id_for(user, "key-1"), input={"product": "mug"})
     appended = appended_since(log)
 
     again, created_again = await create_job(log, user, JobType.copy, {"product": "mug"}, 1, "key-1")

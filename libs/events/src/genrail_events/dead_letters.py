@@ -118,7 +118,7 @@ def redrive_refusal(dead: DeadLetter, job: jobs.Job | None = None) -> str | None
             if job.status in jobs.REFUNDED_STATUSES and job.attempt == attempt:
                 return (f"dead letter {dead.id}: job {job.id} is {job.status}, and its attempt {attempt} was "
                         f"refunded. A redrive would not run it again as a paid attempt: retry it "
-                        f"(POST /api/admin/jobs/{job.id}/retry charges a new attempt), then "
+                        f"(POST /v1/admin/jobs/{job.id}/retry charges a new attempt), then "
                         f"`genrail dlq discard {dead.id}`")
             return (f"dead letter {dead.id}: job {job.id} is {job.status} at attempt {job.attempt}; "
                     f"this {event.type} of attempt {attempt} has nothing left to start. "

@@ -202,6 +202,12 @@ def decide_retry(job: Job, *, requested_by: str, now: datetime | None = None) ->
     )
 
 
+def same_request(job: Job, job_type: JobType, job_input: dict[str, Any]) -> bool:
+    """Does a request for `job_type` with `job_input` ask for what `job` was created for? (An
+    idempotency key names one request: the same key with another request is refused.)"""
+    return job.type == job_type and job.input == job_input
+
+
 @dataclass(frozen=True)
 class Overdue:
     """What a job past its deadline comes to: `ask_provider` first when a provider may still

@@ -140,8 +140,15 @@ async def get_job(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:
 
 
 async def list_jobs(conn: AsyncConnection, *, user_id: str | None, status: str | None, job_type: str | None,
-                    cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+                    cursor: str | None, limit: int, created_after: datetime | None = None,
+                    created_before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
     where, params = [], {"limit": limit + 1}
+    if created_after is not None:
+        where.append("created_at > :created_after")
+        params["created_after"] = created_after
+    if created_before is not None:
+        where.append("created_at < :created_before")
+        params["created_before"] = created_before
     if user_id is not None:
         where.append("user_id = :user_id")
         params["user_id"] = user_id

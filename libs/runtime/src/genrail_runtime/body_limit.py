@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 
+from .problems import problem_bytes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -48,7 +48,6 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body is larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body, headers = problem_bytes(413, f"request body is larger than {limit} bytes")
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -9,15 +9,15 @@ returns normally, so the connection stays usable. The error is logged with its t
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .dependencies import unavailable
+from .problems import problem_bytes
 
 log = logging.getLogger("genrail.http")
-BODY = json.dumps({"detail": "internal error: the request was not completed; it is safe to retry"}).encode()
+DETAIL = "internal error: the request was not completed; it is safe to retry"
 
 
 class AnswerUnhandledErrors:
@@ -47,12 +47,12 @@ class AnswerUnhandledErrors:
                                                                   "error": f"{type(exc).__name__}: {exc}"})
             if started:
                 raise  # half a response is out: only closing the connection tells the client
-            status, body, headers = 500, BODY, []
-            if missing is not None:
-                status, headers = 503, [(b"retry-after", b"2")]
-                body = json.dumps({"detail": f"{missing} is unavailable for a moment: try again shortly; "
-                                             "a request with an idempotency key is safe to repeat"}).encode()
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    *headers]})
+            if missing is None:
+                status, extra = 500, []
+                body, headers = problem_bytes(500, DETAIL)
+            else:
+                status, extra = 503, [(b"retry-after", b"2")]
+                body, headers = problem_bytes(503, f"{missing} is unavailable for a moment: try again shortly; "
+                                                   "a request with an idempotency key is safe to repeat")
+            await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
             await send({"type": "http.response.body", "body": body})

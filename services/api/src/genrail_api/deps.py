@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,7 +20,7 @@ from .errors import ApiError, BillingUnavailable, Unauthorized
 from .settings import ApiSettings
 from .stripe_checkout import StripeCheckout
 
-bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /api/users")
+bearer = HTTPBearer(auto_error=False, description="The API key returned by POST /v1/users")
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
@@ -94,6 +94,16 @@ async def require_admin(request: Request,
     return "admin"
 
 
+async def idempotency_key_header(
+        key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+            description="Any printable string you choose: the same key names the same job (or batch) "
+                        "forever, and the same key with a different request is refused (422). The body's "
+                        "`idempotency_key` is the same thing; send one or the other, or both equal",
+            examples=["order-1234-copy"])] = None) -> str | None:
+    return key
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 LogDep = Annotated[EventStore, Depends(get_log)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
@@ -102,3 +112,4 @@ CurrentUser = Annotated[str, Depends(current_user)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CheckoutDep = Annotated[StripeCheckout, Depends(get_checkout)]
 AdminDep = Annotated[str, Depends(require_admin)]
+IdempotencyKeyHeader = Annotated[str | None, Depends(idempotency_key_header)]

@@ -1,4 +1,5 @@
-"""Every error is `{detail}` with a readable message (402 adds balance and cost)."""
+"""Every error is an RFC 9457 problem (`type`, `title`, `status`, `detail`), `detail` a readable
+message as before (402 adds `balance` and `cost`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .rate_limits import RateLimited
 from genrail_eventlog.store import ConcurrencyConflict
 from genrail_events.jobs import InvalidTransition
 from genrail_events.ledger import InsufficientCredits
+from genrail_runtime.problems import MEDIA_TYPE, problem
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -40,6 +42,17 @@ class Conflict(ApiError):
 
 class Unprocessable(ApiError):
     status_code = 422
+
+
+class KeyReused(Unprocessable):
+    """An idempotency key already named another request."""
+
+
+def one_idempotency_key(header: str | None, field: str | None) -> str | None:
+    """The request's key, from the Idempotency-Key header or the body's field (or both, equal)."""
+    if header is not None and field is not None and header != field:
+        raise Unprocessable("the Idempotency-Key header and the idempotency_key field differ: send one, or both equal")
+    return header if header is not None else field
 
 
 class PayloadTooLarge(ApiError):
@@ -84,6 +97,40 @@ def _unreadable(exc: StarletteHTTPException) -> str:
     return str(exc.detail).rstrip(".")  # Starlette's own words, e.g. "Invalid multipart data"
 
 
+def _document_problems(app: FastAPI) -> None:
+    """The OpenAPI says what the handlers answer: every error as `application/problem+json`,
+    and a 422 as a problem too (FastAPI documents its own validation-error list)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+                responses = operation.get("responses", {})
+                documented = responses.get("422")
+                if documented and "HTTPValidationError" in str(documented):
+                    responses["422"] = {"description": "A field is missing or has the wrong type or value",
+                                        "content": {"application/json": {
+                                            "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+                for status, response in responses.items():
+                    content = response.get("content", {})
+                    if status[:1] in "45" and "application/json" in content:
+                        content[MEDIA_TYPE] = content.pop("application/json")
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _unreadable(exc: StarletteHTTPException) -> str:
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    if exc.__cause__ is not None:
+        return "it is not well-formed JSON"
+    return str(exc.detail).rstrip(".")  # Starlette's own words, e.g. "Invalid multipart data"
+
+
 def _document_real_422(app: FastAPI) -> None:
     """FastAPI documents its own validation-error shape (a list) as every route's 422; the
     handler below answers `{detail: "..."}` instead, so the OpenAPI says that."""
@@ -105,41 +152,48 @@ def _document_real_422(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def answer(status: int, detail: str, *, headers: dict[str, str] | None = None, kind: str | None = None,
+           **extra: object) -> JSONResponse:
+    """An error answer: RFC 9457 problem details (see genrail_runtime.problems)."""
+    return JSONResponse(problem(status, detail, kind=kind, **extra), status_code=status, headers=headers,
+                        media_type=MEDIA_TYPE)
+
+
 def install(app: FastAPI) -> None:
-    _document_real_422(app)
+    _document_problems(app)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return answer(exc.status_code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(InsufficientCredits)
     async def insufficient(_: Request, exc: InsufficientCredits) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "balance": exc.balance, "cost": exc.cost}, status_code=402)
+        return answer(402, str(exc), balance=exc.balance, cost=exc.cost)
 
     @app.exception_handler(RateLimited)
     async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
+        return answer(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}, kind="rate-limited")
 
     @app.exception_handler(AccountBusy)
     async def account_busy(_: Request, exc: AccountBusy) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503,
-                            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
+        return answer(503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+                      kind="account-busy")
 
     @app.exception_handler(ConcurrencyConflict)
     async def write_conflict(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
-        return JSONResponse({"detail": "concurrent changes to the same record kept winning: try again"},
-                            status_code=503, headers={"Retry-After": "1"})
+        return answer(503, "concurrent changes to the same record kept winning: try again",
+                      headers={"Retry-After": "1"}, kind="write-conflict")
 
     @app.exception_handler(InvalidTransition)
     async def invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
-        return JSONResponse({"detail": f"job is {exc.from_status}: it cannot become {exc.to_status}"},
-                            status_code=409)
+        return answer(409, f"job is {exc.from_status}: it cannot become {exc.to_status}", kind="invalid-transition")
 
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": "; ".join(_describe(e) for e in exc.errors())}, status_code=422)
+        return answer(422, "; ".join(_describe(e) for e in exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # the framework could not read the body at all; ours are ApiErrors
-            return JSONResponse({"detail": f"body cannot be read: {_unreadable(exc)}"}, status_code=422)
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+            return answer(422, f"body cannot be read: {_unreadable(exc)}")
+        return answer(exc.status_code, str(exc.detail), headers=exc.headers)

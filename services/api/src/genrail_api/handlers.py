@@ -16,6 +16,8 @@ from genrail_eventlog.store import EventStore, retry_on_conflict
 from genrail_commands.jobs import append_job_created, append_job_event, load_job, transition
 from genrail_runtime.logs import event as log_event
 
+from .errors import KeyReused
+
 log = logging.getLogger("genrail.api")
 
 
@@ -56,7 +58,7 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
     if idempotency_key is not None:
         existing, _ = await load_job(store, job_id)
         if existing is not None:
-            return existing, False
+            return _same(existing, job_type, job_input, idempotency_key), False
     request = ledger.JobRequest(type=job_type, input=job_input, cost=cost)
     debit_subject = subjects.ledger(user_id, "debited", job_id, "1")
     charged = await append_to_account(
@@ -71,9 +73,17 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         # recovery policy from our own debit. Ours is a new job exactly when we charged it.
         job, _ = await load_job(store, job_id)
         assert job is not None
-        return job, charged is not None
+        return _same(job, job_type, job_input, idempotency_key), charged is not None
     log_event(log, "job.created", job_id=job_id, user_id=user_id, type=str(job_type), cost=cost)
-    return jobs.evolve(None, created), True
+    # Created as its debit asked; an earlier request with this key may have asked otherwise.
+    return _same(jobs.evolve(None, created), job_type, job_input, idempotency_key), True
+
+
+def _same(job: jobs.Job, job_type: jobs.JobType, job_input: dict[str, Any], key: str | None) -> jobs.Job:
+    if key is not None and not jobs.same_request(job, job_type, job_input):
+        raise KeyReused(f"idempotency key {key!r} already named another request (job {job.id}, {job.type}): "
+                        "use a new key for a new request")
+    return job
 
 
 async def _charged_request(store: EventStore, debit_subject: str, fallback: ledger.JobRequest) -> ledger.JobRequest:
@@ -85,12 +95,12 @@ async def _charged_request(store: EventStore, debit_subject: str, fallback: ledg
     return fallback
 
 
-async def cancel_job(store: EventStore, job: jobs.Job) -> jobs.Job:
-    """InvalidTransition when the job is already final."""
+async def cancel_job(store: EventStore, job: jobs.Job, *, by: str = "user") -> jobs.Job:
+    """InvalidTransition when the job is already final. `by`: who cancels (the user, an admin)."""
     canceled, _, _ = await transition(
         store, job.id, lambda current: jobs.decide_transition(current, jobs.JobStatus.canceled,
-                                                              error="canceled by the user", reason="user"))
-    log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, to="canceled", reason="user")
+                                                              error=f"canceled by the {by}", reason=by))
+    log_event(log, "job.transition", job_id=job.id, user_id=job.user_id, to="canceled", reason=by)
     return canceled
 
 
@@ -192,6 +202,10 @@ async def create_batch(store: EventStore, user_id: str, prompt: str, image_keys:
         # image jobs, each created only if missing), as it was charged.
         assert isinstance(charged.event, ledger.CreditsDebited) and isinstance(charged.event.data.job,
                                                                                 ledger.BatchRequest)
+        asked = batch_request(batch_id, prompt, image_keys, cost_per_image)
+        if (charged.event.data.job.prompt, charged.event.data.job.image_keys) != (asked.prompt, asked.image_keys):
+            raise KeyReused(f"idempotency key {idempotency_key!r} already named another batch ({batch_id}): "
+                            "use a new key for a new request")
         await create_batch_records(store, user_id, charged.event.data.job)
         return batch_id, False
     request = batch_request(batch_id, prompt, image_keys, cost_per_image)

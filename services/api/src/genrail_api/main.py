@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
@@ -15,19 +16,37 @@ from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import errors
 from .bootstrap import open_api
-from .routes import admin, batches, billing, credits, generate, jobs, media, uploads, users
+from .routes import admin, batches, billing, credits, generate, jobs, media, packs, uploads, users
 from .settings import ApiSettings
 
 DESCRIPTION = """
 Pay credits for AI generation jobs and follow them to their results.
 
-Register with `POST /api/users` to get an API key (shown once) and free credits, then send
+Register with `POST /v1/users` to get an API key (shown once) and free credits, then send
 `Authorization: Bearer <api_key>` with every other request. Creating a job charges its cost
 at once; a job that fails, expires or is canceled is refunded automatically. Send an
-`idempotency_key` to make a request safe to repeat: the same key always names the same job.
+`Idempotency-Key` header (or the `idempotency_key` field) to make a request safe to repeat:
+the same key always names the same job, and answers `Idempotent-Replayed: true` when it did.
 
-Errors are `{"detail": "..."}`; a 402 also carries `balance` and `cost`.
+Errors are RFC 9457 problem details (`application/problem+json`): `type`
+(`urn:genrail:problem:<kind>`, for programs), `title`, `status` and `detail` (in words); a 402
+also carries `balance` and `cost`.
+
+Every route is under `/v1`. The unversioned `/api/...` paths of earlier releases answer the
+same until 2027-06-30 and are marked deprecated.
 """
+
+
+VERSION_PREFIX = "/v1"
+LEGACY_PREFIX = "/api"  # deprecated: answered like /v1 until LEGACY_REMOVAL
+LEGACY_REMOVAL = "2027-06-30"
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable, readable operation ids: `<tag>_<handler>` (`jobs_get_job`), or the handler's name
+    when it already starts with its tag (`generate_copy`)."""
+    tag = route.tags[0] if route.tags else ""
+    return route.name if not tag or route.name.startswith(tag.rstrip("s")) else f"{tag}_{route.name}"
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -43,14 +62,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                   telemetry=telemetry.fastapi_telemetry())
     app.state.settings = settings
     errors.install(app)
-    for router in (users.router, generate.router, jobs.router, credits.router, billing.router, admin.router,
-                   media.router, uploads.router, batches.router):
-        app.include_router(router)
+    for router in (users.router, generate.router, jobs.router, credits.router, billing.router, packs.router,
+                   admin.router, media.router, uploads.router, batches.router):
+        app.include_router(router, prefix=VERSION_PREFIX, generate_unique_id_function=operation_id)
+        # The unversioned paths of earlier releases, the same handlers, until LEGACY_REMOVAL.
+        app.include_router(router, prefix=LEGACY_PREFIX, deprecated=True,
+                           generate_unique_id_function=lambda route: f"legacy_{operation_id(route)}")
 
     add_health_routes(app, _dependencies)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
-                       overrides={"/api/uploads": settings.upload_max_bytes + 64 * 1024})
+                       overrides={f"{prefix}/uploads": settings.upload_max_bytes + 64 * 1024
+                                  for prefix in (VERSION_PREFIX, LEGACY_PREFIX)})
     app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
     telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app

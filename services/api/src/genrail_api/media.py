@@ -18,7 +18,7 @@ async def media_url(key: str, storage: Storage, settings: ApiSettings) -> str:
     if presigned is not None:
         return presigned
     token = sign_media_token(key, int(time.time()) + settings.media_url_ttl_s, settings.media_url_secret.get_secret_value())
-    return f"{settings.public_url.rstrip('/')}/api/media/{token}"
+    return f"{settings.public_url.rstrip('/')}/v1/media/{token}"
 
 
 async def present_job(job: dict[str, Any], storage: Storage, settings: ApiSettings) -> dict[str, Any]:

@@ -163,13 +163,22 @@ class Credits(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: str = Field(examples=["job 5f0c… not found"])
+    """An RFC 9457 problem: `type` for programs to branch on, `detail` for people."""
+
+    type: str = Field(examples=["urn:genrail:problem:not-found"],
+                      description="The kind of problem, stable across releases: urn:genrail:problem:<kind>")
+    title: str = Field(examples=["Not found"], description="The kind's fixed short text")
+    status: int = Field(examples=[404], description="The HTTP status, repeated")
+    detail: str = Field(examples=["job 5f0c… not found"], description="What went wrong, in words")
 
 
-class PaymentRequiredBody(BaseModel):
+class PaymentRequiredBody(ErrorBody):
+    type: str = Field(examples=["urn:genrail:problem:insufficient-credits"])
+    title: str = Field(examples=["Insufficient credits"])
+    status: int = Field(examples=[402])
     detail: str = Field(examples=["insufficient credits: balance 0, cost 1"])
-    balance: int
-    cost: int
+    balance: int = Field(description="Credits the account has")
+    cost: int = Field(description="Credits the request would have charged")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -191,7 +200,7 @@ PAYMENT_REQUIRED: dict[int | str, dict[str, Any]] = {
 
 
 class UploadPublic(BaseModel):
-    key: str = Field(description="Pass it in `image_keys` of POST /api/batches",
+    key: str = Field(description="Pass it in `image_keys` of POST /v1/batches",
                      examples=["uploads/5f0c.../9a1b2c.png"])
     content_type: str
     width: int
@@ -206,7 +215,7 @@ class PresignRequest(Strict):
 
 
 class PresignedUpload(BaseModel):
-    key: str = Field(description="Pass it in `image_keys` of POST /api/batches once the upload is done")
+    key: str = Field(description="Pass it in `image_keys` of POST /v1/batches once the upload is done")
     url: str = Field(description="POST a multipart form here: every one of `fields`, then the image as `file`")
     fields: dict[str, str] = Field(description="Form fields to send as they are; they sign the key, the "
                                                "content type and the declared size, which storage enforces")
@@ -215,7 +224,7 @@ class PresignedUpload(BaseModel):
 
 class BatchCreate(Strict):
     prompt: str = Field(min_length=1, max_length=1000, examples=["make it sepia and add caption 'Summer sale'"])
-    image_keys: list[str] = Field(min_length=1, description="Keys returned by POST /api/uploads")
+    image_keys: list[str] = Field(min_length=1, description="Keys returned by POST /v1/uploads")
     idempotency_key: str | None = IdempotencyKey
 
 

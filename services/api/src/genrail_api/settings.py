@@ -43,7 +43,7 @@ class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings):
     batch_max_images: int = Field(50, description="Most images in one batch")
     max_body_bytes: int = Field(64 * 1024, description="Largest JSON request body accepted")
     read_your_writes_timeout_s: float = Field(5.0, description="How long registration waits for its grant")
-    admin_token: SecretStr | None = Field(None, description="Bearer token for /api/admin/*; unset disables admin")
+    admin_token: SecretStr | None = Field(None, description="Bearer token for /v1/admin/*; unset disables admin")
 
     credit_packs: str = Field(
         "starter:100:900:usd,pro:1000:7900:usd",

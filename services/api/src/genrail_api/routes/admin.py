@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StrictInt, field_validator
 from genrail_events.jobs import JobStatus, JobType
 from genrail_events.ledger import InsufficientCredits
 
+from genrail_commands.jobs import load_job
 from genrail_readmodels import jobs as jobs_table
 
 from .. import handlers
@@ -23,7 +24,7 @@ AUTH_ERRORS: dict[int | str, dict] = {
     401: {"model": ErrorBody, "description": "Missing or wrong admin token"},
     403: {"model": ErrorBody, "description": "The admin API is disabled (no ADMIN_TOKEN configured)"},
 }
-router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=AUTH_ERRORS)
 JobId = Annotated[uuid.UUID, Path(description="The job's id")]
 UserId = Annotated[uuid.UUID, Path(description="The user's id")]
@@ -70,6 +71,15 @@ async def retry_job(job_id: JobId, admin: AdminDep, log: LogDep) -> AdminJob:
     except handlers.JobNotFound as exc:
         raise NotFound(str(exc)) from None
     return AdminJob(**jobs_table.job_to_dict(job))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=AdminJob, responses={404: ERRORS[404], 409: ERRORS[409]},
+             summary="Cancel any user's job that has not finished; its credits are refunded")
+async def cancel_job(job_id: JobId, admin: AdminDep, log: LogDep) -> AdminJob:
+    job, _ = await load_job(log, str(job_id))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return AdminJob(**jobs_table.job_to_dict(await handlers.cancel_job(log, job, by="admin")))
 
 
 @router.post("/users/{user_id}/credits", status_code=201, response_model=AdjustmentPublic,

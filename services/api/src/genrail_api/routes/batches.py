@@ -18,13 +18,14 @@ from genrail_readmodels import jobs as jobs_table
 
 from .. import handlers, rate_limits
 from ..batch_views import batch_view
-from ..deps import CurrentUser, DbDep, EngineDep, LogDep, SettingsDep, StorageDep
-from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable
+from ..deps import CurrentUser, DbDep, EngineDep, IdempotencyKeyHeader, LogDep, SettingsDep, StorageDep
+from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable, one_idempotency_key
 from ..open_streams import DOWNLOADS, EVENT_STREAMS
 from ..schemas import ERRORS, PAYMENT_REQUIRED, BatchCreate, BatchPage, BatchPublic, BatchSummary
+from .generate import replayed
 from .uploads import DIRECT_PREFIX, check_direct_upload, upload_prefix
 
-router = APIRouter(prefix="/api/batches", tags=["batches"])
+router = APIRouter(prefix="/batches", tags=["batches"])
 BatchId = Annotated[uuid.UUID, Path(description="The batch's id")]
 
 
@@ -33,7 +34,9 @@ BatchId = Annotated[uuid.UUID, Path(description="The batch's id")]
                         503: ERRORS[503]},
              summary="Edit many images with one prompt: one credit per image, charged at once, all or nothing")
 async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db: DbDep, storage: StorageDep,
-                       settings: SettingsDep, response: Response, engine: EngineDep) -> BatchPublic:
+                       settings: SettingsDep, response: Response, engine: EngineDep,
+                       key: IdempotencyKeyHeader) -> BatchPublic:
+    key = one_idempotency_key(key, body.idempotency_key)
     await rate_limits.job_created(engine, user_id, settings.jobs_per_minute_per_user)
     if len(body.image_keys) > settings.batch_max_images:
         raise Unprocessable(f"image_keys: at most {settings.batch_max_images} images per batch")
@@ -47,9 +50,9 @@ async def create_batch(body: BatchCreate, user_id: CurrentUser, log: LogDep, db:
         elif not await storage.exists(key):
             raise Unprocessable(f"image_keys: {key!r} is not one of your uploads")
     batch_id, created = await handlers.create_batch(log, user_id, body.prompt, body.image_keys,
-                                                    settings.cost_image_edit, body.idempotency_key)
+                                                    settings.cost_image_edit, key)
     if not created:
-        response.headers["Idempotent-Replay"] = "true"
+        replayed(response)
     view = await batch_view(db, log, storage, settings, batch_id, user_id)
     assert view is not None
     return BatchPublic(**view)

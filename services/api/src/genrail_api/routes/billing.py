@@ -17,7 +17,7 @@ from ..errors import ApiError, BillingUnavailable
 from ..schemas import ERRORS, ErrorBody, Strict
 
 
-router = APIRouter(prefix="/api/billing", tags=["billing"])
+router = APIRouter(prefix="/billing", tags=["billing"])
 
 
 class UnknownPack(ApiError):

@@ -11,7 +11,7 @@ from genrail_readmodels import ledger as ledger_table
 from ..deps import CurrentUser, DbDep, LogDep
 from ..schemas import ERRORS, Credits, Transaction
 
-router = APIRouter(prefix="/api/credits", tags=["credits"])
+router = APIRouter(prefix="/credits", tags=["credits"])
 SeqCursor = Annotated[str | None, Query(max_length=18, pattern=r"^[1-9][0-9]*$",
                                         description="`next_cursor` of the previous page")]
 

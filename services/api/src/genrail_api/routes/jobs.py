@@ -3,6 +3,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+from pydantic import AwareDatetime
+
 from fastapi import APIRouter, Path, Query
 
 from genrail_events.jobs import JobStatus, JobType
@@ -16,7 +18,7 @@ from ..errors import ApiError, NotFound
 from ..media import present_job
 from ..schemas import ERRORS, JobPage, JobPublic
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobId = Annotated[uuid.UUID, Path(description="The job's id")]
 
 
@@ -43,11 +45,17 @@ async def get_job(job_id: JobId, user_id: CurrentUser, db: DbDep, log: LogDep, s
 async def list_jobs(user_id: CurrentUser, db: DbDep, storage: StorageDep, settings: SettingsDep,
                     status: Annotated[JobStatus | None, Query()] = None,
                     type: Annotated[JobType | None, Query()] = None,
+                    created_after: Annotated[AwareDatetime | None, Query(
+                        description="Only jobs created after this moment (ISO 8601 with a time zone)",
+                        examples=["2026-11-30T00:00:00Z"])] = None,
+                    created_before: Annotated[AwareDatetime | None, Query(
+                        description="Only jobs created before this moment (ISO 8601 with a time zone)")] = None,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobPage:
     try:
         items, next_cursor = await jobs_table.list_jobs(db, user_id=user_id, status=status, job_type=type,
-                                                         cursor=cursor, limit=limit)
+                                                         cursor=cursor, limit=limit, created_after=created_after,
+                                                         created_before=created_before)
     except jobs_table.BadCursor as exc:
         raise ApiError(str(exc)) from None
     return JobPage(items=[JobPublic(**await present_job(i, storage, settings)) for i in items],

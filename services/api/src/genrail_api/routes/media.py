@@ -11,7 +11,7 @@ from ..errors import ApiError, NotFound
 from ..media import content_type_for
 from ..schemas import ERRORS
 
-router = APIRouter(prefix="/api/media", tags=["media"])
+router = APIRouter(prefix="/media", tags=["media"])
 
 
 class Gone(ApiError):

@@ -14,7 +14,7 @@ from ..image_validation import ImageInfo, InvalidImage
 IMAGE_CHECKS = ImageChecks()
 from ..schemas import ERRORS, PresignedUpload, PresignRequest, UploadPublic
 
-router = APIRouter(prefix="/api/uploads", tags=["uploads"])
+router = APIRouter(prefix="/uploads", tags=["uploads"])
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 PRESIGN_TTL_S = 900
 

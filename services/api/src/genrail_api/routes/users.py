@@ -12,7 +12,7 @@ from ..deps import EngineDep, LogDep, SettingsDep
 from ..errors import Conflict
 from ..schemas import ERRORS, UserCreate, UserCreated
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", status_code=201, response_model=UserCreated,
