@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+from contextlib import asynccontextmanager
 import subprocess
 import sys
 import uuid
@@ -114,3 +114,16 @@ async def api_process(stack, env: dict[str, str]) -> tuple[subprocess.Popen, str
             await asyncio.sleep(0.1)
     proc.kill()
     raise AssertionError("a second API process did not start")
+
+
+@asynccontextmanager
+async def driving(stack, name: str):
+    """An API client and the log, for a stack of a test module's own: (api, log)."""
+    from genrail_eventlog.store import connect
+
+    nc = await connect(stack.nats_url, name)
+    try:
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+            yield api, EventStore(nc)
+    finally:
+        await nc.close()

@@ -17,7 +17,7 @@ from PIL import Image
 from genrail_commands.predictions import callback_url
 from genrail_runtime import webhook_signing
 from tests.conftest import new_stack
-from tests.helpers import drained, ledger_events, register, wait_for_job, wait_until
+from tests.helpers import drained, driving, ledger_events, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -144,12 +144,8 @@ def slow_provider_stack(tmp_path_factory):
 
 @pytest.fixture
 async def slow(slow_provider_stack):
-    from genrail_eventlog.store import EventStore, connect
-
-    nc = await connect(slow_provider_stack.nats_url, "tests-slow")
-    async with httpx.AsyncClient(base_url=slow_provider_stack.api_url, timeout=30) as api:
-        yield slow_provider_stack, api, EventStore(nc)
-    await nc.close()
+    async with driving(slow_provider_stack, "tests-slow") as (api, log):
+        yield slow_provider_stack, api, log
 
 
 async def test_forged_unsigned_and_stale_webhooks_against_an_in_flight_job_are_rejected_and_change_nothing(slow):

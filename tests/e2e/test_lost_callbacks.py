@@ -8,14 +8,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-import httpx
 import pytest
 
 from genrail_events.audit import Logged, audit
-from genrail_events.envelope import Event
-from genrail_eventlog.store import EventStore, connect
 from tests.conftest import new_stack
-from tests.helpers import grant, ledger_events, register, wait_for_job
+from tests.helpers import driving, grant, ledger_events, register, wait_for_job
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 4
@@ -33,10 +30,8 @@ def short_deadlines(tmp_path_factory):
 
 @pytest.fixture
 async def system(short_deadlines):
-    nc = await connect(short_deadlines.nats_url, "tests-lost-callbacks")
-    async with httpx.AsyncClient(base_url=short_deadlines.api_url, timeout=30) as api:
-        yield short_deadlines, api, EventStore(nc)
-    await nc.close()
+    async with driving(short_deadlines, "tests-lost-callbacks") as (api, log):
+        yield short_deadlines, api, log
 
 
 async def in_flight_jobs(api, log, user) -> list[str]:
@@ -71,14 +66,19 @@ async def every_job_ends_and_what_did_not_complete_is_refunded_once(api, log, us
     return ended
 
 
+def lose_the_provider_and_the_webhook_receiver(stack, *, its_data_too: bool) -> None:
+    stack.kill("webhooks")
+    stack.kill("localprovider")
+    if its_data_too:
+        shutil.rmtree(stack.data_dir / "localprovider")
+    stack.start_service("webhooks")
+
+
 async def test_a_provider_that_comes_back_without_its_predictions(system):
     stack, api, log = system
     user = await register(api)
     ids = await in_flight_jobs(api, log, user)
-    stack.kill("webhooks")
-    stack.kill("localprovider")
-    shutil.rmtree(stack.data_dir / "localprovider")  # its data lost with it
-    stack.start_service("webhooks")
+    lose_the_provider_and_the_webhook_receiver(stack, its_data_too=True)
     stack.start_service("localprovider")  # it knows no prediction: the sweeper is told 404
     ended = await every_job_ends_and_what_did_not_complete_is_refunded_once(api, log, user, ids)
     assert {job["status"] for job in ended} == {"expired"}
@@ -88,9 +88,7 @@ async def test_a_provider_that_never_comes_back(system):
     stack, api, log = system
     user = await register(api)
     ids = await in_flight_jobs(api, log, user)
-    stack.kill("webhooks")
-    stack.kill("localprovider")
-    stack.start_service("webhooks")
+    lose_the_provider_and_the_webhook_receiver(stack, its_data_too=False)
     try:
         ended = await every_job_ends_and_what_did_not_complete_is_refunded_once(api, log, user, ids)
     finally:

@@ -4,7 +4,6 @@ Retry-After past the limit, and nothing appended for a refused request."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 

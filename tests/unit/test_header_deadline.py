@@ -4,7 +4,6 @@ while a client that sends its request in time is served as usual."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time

@@ -143,21 +143,13 @@ async def list_jobs(conn: AsyncConnection, *, user_id: str | None, status: str |
                     cursor: str | None, limit: int, created_after: datetime | None = None,
                     created_before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
     where, params = [], {"limit": limit + 1}
-    if created_after is not None:
-        where.append("created_at > :created_after")
-        params["created_after"] = created_after
-    if created_before is not None:
-        where.append("created_at < :created_before")
-        params["created_before"] = created_before
-    if user_id is not None:
-        where.append("user_id = :user_id")
-        params["user_id"] = user_id
-    if status is not None:
-        where.append("status = :status")
-        params["status"] = status
-    if job_type is not None:
-        where.append("type = :type")
-        params["type"] = job_type
+    filters = (("user_id = :user_id", "user_id", user_id), ("status = :status", "status", status),
+               ("type = :type", "type", job_type), ("created_at > :after", "after", created_after),
+               ("created_at < :before", "before", created_before))
+    for clause, name, value in filters:
+        if value is not None:
+            where.append(clause)
+            params[name] = value
     if cursor is not None:
         params["c_at"], params["c_id"] = decode_cursor(cursor)
         where.append("(created_at, id) < (:c_at, CAST(:c_id AS uuid))")

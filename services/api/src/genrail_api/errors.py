@@ -123,35 +123,6 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _unreadable(exc: StarletteHTTPException) -> str:
-    if isinstance(exc.__cause__, UnicodeDecodeError):
-        return "it is not UTF-8 text"
-    if exc.__cause__ is not None:
-        return "it is not well-formed JSON"
-    return str(exc.detail).rstrip(".")  # Starlette's own words, e.g. "Invalid multipart data"
-
-
-def _document_real_422(app: FastAPI) -> None:
-    """FastAPI documents its own validation-error shape (a list) as every route's 422; the
-    handler below answers `{detail: "..."}` instead, so the OpenAPI says that."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()
-            for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-                documented = operation.get("responses", {}).get("422")
-                if documented and "HTTPValidationError" in str(documented):
-                    operation["responses"]["422"] = {
-                        "description": "A field is missing or has the wrong type or value",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-            for unused in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(unused, None)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def answer(status: int, detail: str, *, headers: dict[str, str] | None = None, kind: str | None = None,
            **extra: object) -> JSONResponse:
     """An error answer: RFC 9457 problem details (see genrail_runtime.problems)."""
