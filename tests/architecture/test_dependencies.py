@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = sorted(p.parent for p in [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml"),
-                                    ROOT / "cli" / "pyproject.toml"])
+                                    ROOT / "cli" / "pyproject.toml", ROOT / "client" / "pyproject.toml"])
 # Declared but never imported by name: loaded by another library at run time.
 RUNTIME_ONLY = {
     "asyncpg": "SQLAlchemy's postgresql+asyncpg dialect",
