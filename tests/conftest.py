@@ -26,6 +26,9 @@ TEST_ENV = {
     # tests.sites.PUBLIC_STAND_IN: the shop sites scraped, and serving provider outputs, in tests
     "FETCH_ALLOW": "127.0.0.2/32", "PROVIDER_OUTPUT_HOSTS": "127.0.0.2",
     "SIGNUPS_PER_HOUR_PER_ADDRESS": "0",  # tests register hundreds of users from one address
+    # No outgoing webhooks, but in tests/e2e/test_outgoing_webhooks.py: the fuzzer's webhook URLs
+    # name hosts anywhere, and tests only ever reach loopback.
+    "OUTGOING_WEBHOOK_KEY": "",
     "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET, "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 import subprocess
 import sys
 import uuid
@@ -127,3 +127,16 @@ async def driving(stack, name: str):
             yield api, EventStore(nc)
     finally:
         await nc.close()
+
+
+@contextmanager
+def own_stack(tmp_path_factory, name: str, env: dict[str, str] | None = None):
+    """A whole stack of a test module's own (settings of its own, on top of the tests'),
+    started, and stopped after."""
+    from tests.conftest import new_stack
+
+    stack = new_stack(tmp_path_factory.mktemp(name), env=env).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

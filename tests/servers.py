@@ -14,13 +14,14 @@ import uvicorn
 
 @contextmanager
 def serve_in_thread(app: Any = None, *, factory: Callable[[str], Any] | None = None,
-                    start_timeout_s: float = 10) -> Iterator[str]:
+                    start_timeout_s: float = 10, host: str = "127.0.0.1") -> Iterator[str]:
     """Yields the server's base URL. Give `app`, or a `factory` that builds the app from
-    that URL (for apps that must know where they are served: URLs they hand out)."""
+    that URL (for apps that must know where they are served: URLs they hand out). `host`:
+    tests.sites.PUBLIC_STAND_IN for a server the stack's guarded fetcher may reach."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.bind((host, 0))
+    url = f"http://{host}:{sock.getsockname()[1]}"
     if factory is not None:
         app = factory(url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

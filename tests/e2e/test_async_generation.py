@@ -17,7 +17,7 @@ from PIL import Image
 from genrail_commands.predictions import callback_url
 from genrail_runtime import webhook_signing
 from tests.conftest import new_stack
-from tests.helpers import drained, driving, ledger_events, register, wait_for_job, wait_until
+from tests.helpers import drained, driving, ledger_events, own_stack, register, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -137,9 +137,8 @@ async def test_a_start_and_a_completed_callback_racing_each_other_apply_once_eac
 @pytest.fixture(scope="module")
 def slow_provider_stack(tmp_path_factory):
     """A provider that takes 30 s per prediction: jobs stay in flight while a test acts on them."""
-    stack = new_stack(tmp_path_factory.mktemp("slow"), env={"LOCALPROVIDER_DELAY_S": "30"}).start()
-    yield stack
-    stack.stop()
+    with own_stack(tmp_path_factory, "slow", {"LOCALPROVIDER_DELAY_S": "30"}) as stack:
+        yield stack
 
 
 @pytest.fixture

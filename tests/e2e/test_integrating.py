@@ -123,3 +123,14 @@ async def test_an_admin_cancels_any_users_job_and_it_is_refunded(api, log, stack
     assert [r.data.job_id for r in refunds] == [job_id]
     async with httpx.AsyncClient(base_url=stack.api_url) as anonymous:
         assert (await anonymous.post(f"/v1/admin/jobs/{job_id}/cancel")).status_code == 401
+
+
+async def test_a_webhook_where_none_are_sent_is_refused_before_anything_is_charged(api, log):
+    """The test stack sends no webhooks (OUTGOING_WEBHOOK_KEY unset): asking for one is a 422,
+    not a job that never calls back."""
+    user = await register(api)
+    asked = await api.post("/v1/generate/copy", headers=user.headers,
+                           json={**COPY, "webhook": "https://example.com/hooks"})
+    assert asked.status_code == 422 and "sends no webhooks" in asked.json()["detail"]
+    assert (await api.get("/v1/webhooks/secret", headers=user.headers)).status_code == 404
+    assert await ledger_events(log, user.id, "debited") == []

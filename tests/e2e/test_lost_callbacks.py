@@ -11,8 +11,7 @@ import shutil
 import pytest
 
 from genrail_events.audit import Logged, audit
-from tests.conftest import new_stack
-from tests.helpers import driving, grant, ledger_events, register, wait_for_job
+from tests.helpers import driving, grant, ledger_events, own_stack, register, wait_for_job
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 4
@@ -23,9 +22,8 @@ FINAL = {"completed", "failed", "canceled", "expired"}
 def short_deadlines(tmp_path_factory):
     env = {"LOCALPROVIDER_DELAY_S": "20", "DEADLINE_STATIC_AD_S": str(DEADLINE_S), "DEADLINE_TTS_S": str(DEADLINE_S),
            "DEADLINE_UGC_VIDEO_S": str(DEADLINE_S), "DEADLINE_SWEEP_INTERVAL_S": "0.5"}
-    stack = new_stack(tmp_path_factory.mktemp("deadlines"), env=env).start()
-    yield stack
-    stack.stop()
+    with own_stack(tmp_path_factory, "deadlines", env) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import new_stack
 from tests.helpers import register, wait_for_job, wait_until
+from tests.helpers import own_stack as a_stack_of_its_own
 
 pytestmark = pytest.mark.e2e
 COPY = {"product_name": "Trailblazer 2"}
@@ -20,9 +20,8 @@ COPY = {"product_name": "Trailblazer 2"}
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
-    stack = new_stack(tmp_path_factory.mktemp("servers-down")).start()
-    yield stack
-    stack.stop()
+    with a_stack_of_its_own(tmp_path_factory, "servers-down") as stack:
+        yield stack
 
 
 @pytest.fixture

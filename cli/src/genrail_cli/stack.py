@@ -123,6 +123,7 @@ class Stack:
             "LOCALPROVIDER_DATA_DIR": str((self.data_dir / "localprovider").resolve()),
             "STORAGE_URL": f"file://{media}",
             "MEDIA_URL_SECRET": self.local_secrets()["media_url"],
+            "OUTGOING_WEBHOOK_KEY": self.local_secrets()["outgoing_webhooks"],
             # The local provider signs as Replicate and Stripe do, with this data directory's secrets.
             "LOCALPROVIDER_WEBHOOK_SECRET": self.local_secrets()["replicate_webhook"],
             "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
@@ -179,7 +180,8 @@ class Stack:
         path = self.data_dir / "secrets.json"
         known = json.loads(path.read_text()) if path.exists() else {}
         makers = {"replicate_webhook": webhook_signing.new_secret, "stripe_webhook": webhook_signing.new_secret,
-                  "media_url": lambda: secrets.token_urlsafe(32)}
+                  "media_url": lambda: secrets.token_urlsafe(32),
+                  "outgoing_webhooks": lambda: secrets.token_urlsafe(32)}
         missing = {name: make() for name, make in makers.items() if name not in known}
         if missing:
             self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -87,10 +87,22 @@ class Job:
     prediction_id: str | None = None
     batch_id: str | None = None
     failures: int = 0  # transient provider failures of the current attempt
+    webhook: WebhookTarget | None = None
     history: tuple[str, ...] = field(default=(), compare=False)
 
 
 # --- events -------------------------------------------------------------------------
+
+WEBHOOK_EVENTS = ("start", "output", "completed")
+
+
+class WebhookTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the job's owner wants to hear of it: `events` of start (work began), output (a
+    result is there) and completed (final, whatever the outcome)."""
+
+    url: str
+    events: tuple[str, ...] = ("completed",)
+
 
 class JobCreatedData(Payload, frozen=True, kw_only=True):
     job_id: str
@@ -100,6 +112,7 @@ class JobCreatedData(Payload, frozen=True, kw_only=True):
     input: dict[str, Any]
     batch_id: str | None = None
     attempt: int = 1
+    webhook: WebhookTarget | None = None
 
 
 class JobCreated(Event, tag="job.created", frozen=True, kw_only=True):
@@ -159,10 +172,28 @@ JOB_EVENTS: tuple[type[Event], ...] = (JobCreated, JobTransitioned, JobRetried, 
 
 
 def job_created(job_id: str, user_id: str, job_type: JobType, cost: int, input: dict[str, Any],
-                *, batch_id: str | None = None, now: datetime | None = None) -> JobCreated:
+                *, batch_id: str | None = None, webhook: WebhookTarget | None = None,
+                now: datetime | None = None) -> JobCreated:
     return JobCreated(aggregate_id=job_id, occurred_at=now or utcnow(),
                       data=JobCreatedData(job_id=job_id, user_id=user_id, type=JobType(job_type), cost=cost,
-                                          input=input, batch_id=batch_id, attempt=1))
+                                          input=input, batch_id=batch_id, attempt=1, webhook=webhook))
+
+
+def webhook_events(job: Job, to_status: JobStatus) -> list[str]:
+    """What a job moving to `to_status` tells its webhook, in order: `start` when work begins,
+    `output` then `completed` when it completes, `completed` when it ends otherwise; only the
+    events its owner asked for."""
+    if job.webhook is None:
+        return []
+    if to_status is JobStatus.processing:
+        told = ["start"]
+    elif to_status is JobStatus.completed:
+        told = ["output", "completed"]
+    elif to_status in REFUNDED_STATUSES:
+        told = ["completed"]
+    else:
+        told = []
+    return [event for event in told if event in job.webhook.events]
 
 
 def created_subject(job_id: str) -> str:
@@ -283,7 +314,7 @@ def _created(event: JobCreated) -> Job:
     d = event.data
     return Job(id=d.job_id, user_id=d.user_id, type=d.type, status=JobStatus.pending, cost=d.cost, input=d.input,
                created_at=event.occurred_at, updated_at=event.occurred_at, attempt=d.attempt, batch_id=d.batch_id,
-               history=(str(JobStatus.pending),))
+               webhook=d.webhook, history=(str(JobStatus.pending),))
 
 
 def fold(events: list[Event | UnknownEvent]) -> Job | None:

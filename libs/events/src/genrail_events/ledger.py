@@ -13,7 +13,7 @@ import msgspec
 
 from . import subjects
 from .envelope import Event, Payload, utcnow
-from .jobs import JobType
+from .jobs import JobType, WebhookTarget
 
 
 class EntryKind(StrEnum):
@@ -57,6 +57,7 @@ class JobRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
     cost: int
     batch_id: str | None = None
     requested_by: str | None = None
+    webhook: WebhookTarget | None = None
 
 
 class BatchRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,17 @@ class HttpServerSettings(BaseSettings):
     http_header_timeout_s: float = Field(15.0, description="A request's headers must arrive within this long of "
                                                            "the connection opening or the request starting; "
                                                            "otherwise the connection is closed (slowloris)")
+
+
+class OutgoingWebhookSettings(BaseSettings):
+    """Signing the webhooks genrail sends its users (the API shows each account its secret;
+    the pipeline signs with it)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    outgoing_webhook_key: SecretStr = Field(SecretStr(""), description="Each account's webhook signing secret "
+                                                                       "is derived from it; unset: no outgoing "
+                                                                       "webhooks (a job asking for one gets none)")
 
 
 class FetchSettings(BaseSettings):

@@ -125,3 +125,11 @@ def verify(
             f"webhook-timestamp {timestamp} is more than {tolerance_s:g}s away from now ({int(current)})"
         )
     return msg_id
+
+
+def account_secret(master: str, user_id: str) -> str:
+    """The signing secret of one account's outgoing webhooks (`whsec_...`), derived from the
+    deployment's OUTGOING_WEBHOOK_KEY: the API shows it and the pipeline signs with it, and
+    neither stores it."""
+    key = hmac.new(master.encode(), f"outgoing-webhooks:{user_id}".encode(), hashlib.sha256).digest()
+    return "whsec_" + base64.b64encode(key).decode()

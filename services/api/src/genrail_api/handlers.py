@@ -51,7 +51,8 @@ async def register_user(store: EventStore, email: str, *, wait_s: float) -> Regi
 
 
 async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, job_input: dict[str, Any],
-                     cost: int, idempotency_key: str | None) -> tuple[jobs.Job, bool]:
+                     cost: int, idempotency_key: str | None,
+                     webhook: jobs.WebhookTarget | None = None) -> tuple[jobs.Job, bool]:
     """Charge and create. Returns the job and whether this call created it (False: the
     idempotency key named an existing job). InsufficientCredits propagates, nothing charged."""
     job_id = jobs.job_id_for(user_id, idempotency_key)
@@ -59,7 +60,7 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
         existing, _ = await load_job(store, job_id)
         if existing is not None:
             return _same(existing, job_type, job_input, idempotency_key), False
-    request = ledger.JobRequest(type=job_type, input=job_input, cost=cost)
+    request = ledger.JobRequest(type=job_type, input=job_input, cost=cost, webhook=webhook)
     debit_subject = subjects.ledger(user_id, "debited", job_id, "1")
     charged = await append_to_account(
         store, user_id, lambda account: ledger.decide_debit(account, job_id, 1, cost, request),
@@ -67,7 +68,7 @@ async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, jo
     )
     if charged is None:  # charged before (the same key, by a request that died before creating the job)
         request = await _charged_request(store, debit_subject, request)
-    created = jobs.job_created(job_id, user_id, request.type, request.cost, request.input)
+    created = jobs.job_created(job_id, user_id, request.type, request.cost, request.input, webhook=request.webhook)
     if not await append_job_created(store, created):
         # Created already: by a concurrent request with the same key, or by the ledger's
         # recovery policy from our own debit. Ours is a new job exactly when we charged it.

@@ -16,7 +16,7 @@ from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import errors
 from .bootstrap import open_api
-from .routes import admin, batches, billing, credits, generate, jobs, media, packs, uploads, users
+from .routes import admin, batches, billing, credits, generate, jobs, media, packs, uploads, users, webhooks
 from .settings import ApiSettings
 
 DESCRIPTION = """
@@ -63,7 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     for router in (users.router, generate.router, jobs.router, credits.router, billing.router, packs.router,
-                   admin.router, media.router, uploads.router, batches.router):
+                   admin.router, media.router, uploads.router, batches.router, webhooks.router):
         app.include_router(router, prefix=VERSION_PREFIX, generate_unique_id_function=operation_id)
         # The unversioned paths of earlier releases, the same handlers, until LEGACY_REMOVAL.
         app.include_router(router, prefix=LEGACY_PREFIX, deprecated=True,

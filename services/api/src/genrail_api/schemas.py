@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from genrail_events.jobs import JobStatus, JobType
+from genrail_events.jobs import WebhookTarget, JobStatus, JobType
 from genrail_events.text import unstorable_in
 
 IdempotencyKey = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
@@ -38,7 +38,36 @@ class UserCreated(BaseModel):
     balance: int
 
 
-class CopyRequest(Strict):
+class Notified(Strict):
+    """A job request may name a URL to hear of the job at (signed, as Replicate's are)."""
+
+    webhook: AnyHttpUrl | None = Field(
+        None, examples=["https://example.com/hooks/genrail"],
+        description="An http(s) URL that genrail POSTs the job to as it changes, signed with Standard Webhooks "
+                    "headers (your signing key: GET /v1/webhooks/secret); retried with backoff for up to 3 days "
+                    "until it answers 2xx")
+    webhook_events_filter: list[Literal["start", "output", "completed"]] = Field(
+        default_factory=lambda: ["completed"], min_length=1, max_length=3,
+        description="Which events to send: start (work began), output (a result is there), completed (final, "
+                    "whatever the outcome)")
+
+    @field_validator("webhook")
+    @classmethod
+    def webhook_http_only(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if url is not None and (url.scheme not in ("http", "https") or len(str(url)) > 2048):
+            raise ValueError("must be an http or https URL of at most 2048 characters")
+        return url
+
+    def webhook_target(self) -> WebhookTarget | None:
+        if self.webhook is None:
+            return None
+        return WebhookTarget(url=str(self.webhook), events=tuple(dict.fromkeys(self.webhook_events_filter)))
+
+
+NOT_INPUT = {"idempotency_key", "webhook", "webhook_events_filter"}  # about the request, not the job's input
+
+
+class CopyRequest(Notified):
     product_name: str = Field(min_length=1, max_length=200, examples=["Trailblazer 2 hiking boots"])
     product_description: str = Field("", max_length=5000,
                                      examples=["Waterproof leather boots with a grippy Vibram sole."])
@@ -47,10 +76,10 @@ class CopyRequest(Strict):
     idempotency_key: str | None = IdempotencyKey
 
     def job_input(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"idempotency_key"})
+        return self.model_dump(exclude=NOT_INPUT)
 
 
-class ScrapeRequest(Strict):
+class ScrapeRequest(Notified):
     url: AnyHttpUrl = Field(examples=["https://shop.example.com/products/trailblazer-2"])
     idempotency_key: str | None = IdempotencyKey
 
@@ -70,7 +99,7 @@ class ScrapeRequest(Strict):
 HexColor = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#1d4ed8"])]
 
 
-class ProductImage(Strict):
+class ProductImage(Notified):
     product_image_url: AnyHttpUrl | None = Field(None, description="An http(s) URL of the product photo",
                                                  examples=["https://shop.example.com/img/boots.jpg"])
 
@@ -95,7 +124,7 @@ class StaticAdRequest(ProductImage):
     idempotency_key: str | None = IdempotencyKey
 
     def job_input(self) -> dict[str, Any]:
-        return {**self.model_dump(exclude={"idempotency_key", "product_image_url"}), **self.provider_image()}
+        return {**self.model_dump(exclude=NOT_INPUT | {"product_image_url"}), **self.provider_image()}
 
 
 class UgcVideoRequest(ProductImage):
@@ -106,10 +135,10 @@ class UgcVideoRequest(ProductImage):
     idempotency_key: str | None = IdempotencyKey
 
     def job_input(self) -> dict[str, Any]:
-        return {**self.model_dump(exclude={"idempotency_key", "product_image_url"}), **self.provider_image()}
+        return {**self.model_dump(exclude=NOT_INPUT | {"product_image_url"}), **self.provider_image()}
 
 
-class TtsRequest(Strict):
+class TtsRequest(Notified):
     text: str = Field(min_length=1, max_length=5000, examples=["Meet the Trailblazer 2: dry feet, any trail."])
     voice: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\- ]+$")
     duration_s: float | None = Field(None, ge=0.5, le=30, description="Length of the audio; default from the text")
@@ -123,7 +152,7 @@ class TtsRequest(Strict):
         return text
 
     def job_input(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"idempotency_key"}, exclude_none=True)
+        return self.model_dump(exclude=NOT_INPUT, exclude_none=True)
 
 
 class JobPublic(BaseModel):

@@ -83,7 +83,7 @@ async def create_job_from_debit(store: EventStore, debited: ledger.CreditsDebite
             log_event(log, "batch.created", batch_id=request.batch_id, user_id=d.user_id, recovered_from_debit=True)
         return
     created = jobs.job_created(d.job_id, d.user_id, request.type, request.cost, request.input,
-                               batch_id=request.batch_id)
+                               batch_id=request.batch_id, webhook=request.webhook)
     if not await append_job_created(store, created):
         return  # the API created it, as it normally does
     log_event(log, "job.created", job_id=d.job_id, user_id=d.user_id, type=str(request.type),

@@ -25,6 +25,7 @@ from .deadlines import DeadlineSweeper, cancel_at_provider
 from .limits import Limiter
 from .providers import Providers
 from .settings import PipelineSettings
+from .webhooks_out import WebhookSender
 from .worker import Worker
 
 CANCELLATIONS_MAX_DELIVER = 10
@@ -43,11 +44,13 @@ class Pipeline:
     providers: Providers
     worker: Worker
     sweeper: DeadlineSweeper
+    webhooks: WebhookSender
 
 
 def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
     """Every durable consumer of the pipeline: the work on job.created and job.retried, and
-    the cancellation of canceled jobs' predictions at the provider."""
+    the cancellation of canceled jobs' predictions at the provider, and the webhooks jobs
+    asked for (webhooks_out)."""
     settings, worker = pipeline.settings, pipeline.worker
     return [
         # max_workers: fetched jobs go to a pool of workers, so one slow provider call does
@@ -63,6 +66,11 @@ def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
                         handler=lambda event, _delivery: cancel_at_provider(
                             pipeline.store, pipeline.providers, event.data),
                         max_deliver=CANCELLATIONS_MAX_DELIVER),
+        # Its own consumer, so a slow or dead receiver holds back only other webhooks.
+        DurableConsumer("JOBS", "webhooks-out", (subjects.JOB_TRANSITIONED_ALL,),
+                        handler=lambda event, delivery: pipeline.webhooks.handle(event, delivery.num_delivered),
+                        max_deliver=pipeline.webhooks.max_deliver, batch_size=64,
+                        ack_wait_s=settings.outgoing_webhook_timeout_s + 20),
     ]
 
 
@@ -91,7 +99,8 @@ async def open_pipeline(settings: PipelineSettings, background: Background) -> A
                           max_waiting=settings.pipeline_max_waiting_per_user)
         pipeline = Pipeline(settings, nc, store, http, storage, engine, providers,
                             worker=Worker(store, providers, settings, limiter),
-                            sweeper=DeadlineSweeper(store, engine, storage, providers, settings))
+                            sweeper=DeadlineSweeper(store, engine, storage, providers, settings),
+                            webhooks=WebhookSender(store, fetcher, settings))
         table = consumers(pipeline)
         background.start(*await declare_consumers(store.js, table, graceful_s=30))
         lag = ConsumerLag(store.js, [(c.stream, c.durable) for c in table])

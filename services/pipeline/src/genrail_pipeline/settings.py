@@ -6,11 +6,11 @@ from typing import Literal
 from genrail_events.jobs import JobType
 from pydantic import Field, SecretStr
 
-from genrail_runtime.settings import CommonSettings, FetchSettings
+from genrail_runtime.settings import CommonSettings, FetchSettings, OutgoingWebhookSettings
 from genrail_storage.settings import StorageSettings
 
 
-class PipelineSettings(CommonSettings, StorageSettings, FetchSettings):
+class PipelineSettings(CommonSettings, StorageSettings, FetchSettings, OutgoingWebhookSettings):
     pipeline_provider_attempts: int = Field(3, description="Provider failures of an attempt before the job fails "
                                                             "and its message goes to the DLQ")
     pipeline_max_deliver: int = Field(200, description="Safety net: deliveries (deferrals included) before the DLQ")
@@ -55,11 +55,19 @@ class PipelineSettings(CommonSettings, StorageSettings, FetchSettings):
     deadline_unstarted_s: float = Field(3600, description="A job still pending or queued by then (the pipeline "
                                                           "never took it) fails; long enough to outlast an outage")
     deadline_sweep_interval_s: float = Field(5, description="How often deadlines are checked")
+    outgoing_webhook_retry_s: str = Field(
+        "5,30,120,300,1800,3600,7200,14400,28800,43200,43200,43200,43200",
+        description="Seconds before each retry of a webhook the receiver did not take (2xx), comma-separated: "
+                    "about three days in all; then it is given up (logged and dead-lettered)")
+    outgoing_webhook_timeout_s: float = Field(10, description="How long a receiver has to answer one delivery")
     max_output_bytes: int = Field(200 * 1024 * 1024, description="Largest provider output downloaded")
 
     def deadline_s(self, job_type: str) -> float:
         """How long a job of this type may be `processing`."""
         return float(getattr(self, f"deadline_{job_type}_s", self.deadline_sync_s))
+
+    def webhook_retries_s(self) -> list[float]:
+        return [float(part) for part in self.outgoing_webhook_retry_s.split(",") if part.strip()]
 
     def deadlines_s(self) -> dict[str, float]:
         return {t.value: self.deadline_s(t.value) for t in JobType}

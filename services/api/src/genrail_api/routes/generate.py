@@ -6,7 +6,7 @@ from genrail_events.jobs import JobType
 
 from .. import handlers, rate_limits
 from ..deps import CurrentUser, EngineDep, IdempotencyKeyHeader, LogDep, SettingsDep
-from ..errors import one_idempotency_key
+from ..errors import Unprocessable, one_idempotency_key
 from genrail_readmodels.jobs import job_to_dict
 from ..schemas import (ERRORS, PAYMENT_REQUIRED, CopyRequest, JobPublic, ScrapeRequest, StaticAdRequest, TtsRequest,
                        UgcVideoRequest)
@@ -18,8 +18,11 @@ RESPONSES = {**PAYMENT_REQUIRED, 401: ERRORS[401], 413: ERRORS[413], 422: ERRORS
 async def _create(log, settings, user_id: str, job_type: JobType, body, response: Response,
                   engine, key: str | None) -> JobPublic:
     key = one_idempotency_key(key, body.idempotency_key)
+    if body.webhook is not None and not settings.outgoing_webhook_key.get_secret_value():
+        raise Unprocessable("webhook: this deployment sends no webhooks (OUTGOING_WEBHOOK_KEY is unset)")
     await rate_limits.job_created(engine, user_id, settings.jobs_per_minute_per_user)
-    job, created = await handlers.create_job(log, user_id, job_type, body.job_input(), settings.cost(job_type), key)
+    job, created = await handlers.create_job(log, user_id, job_type, body.job_input(), settings.cost(job_type), key,
+                                             webhook=body.webhook_target())
     if not created:
         replayed(response)
     return JobPublic(**job_to_dict(job))
