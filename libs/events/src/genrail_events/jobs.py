@@ -138,6 +138,9 @@ class JobTransitionedData(JobMovedData, frozen=True, kw_only=True):
     error: str | None = None
     prediction_id: str | None = None
     reason: str | None = None
+    # The job's webhook, carried along so that the sender skips every other job's transitions
+    # without reading the job.
+    webhook: WebhookTarget | None = None
 
 
 class JobTransitioned(Event, tag="job.transitioned", frozen=True, kw_only=True):
@@ -217,7 +220,7 @@ def decide_transition(job: Job, to_status: JobStatus, *, output: dict[str, Any] 
         data=JobTransitionedData(job_id=job.id, user_id=job.user_id, type=job.type, cost=job.cost,
                                  attempt=job.attempt, batch_id=job.batch_id, from_status=job.status,
                                  to=JobStatus(to_status), output=text.clean(output), error=text.clean(error),
-                                 prediction_id=prediction_id, reason=text.clean(reason)),
+                                 prediction_id=prediction_id, reason=text.clean(reason), webhook=job.webhook),
     )
 
 

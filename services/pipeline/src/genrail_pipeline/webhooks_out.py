@@ -49,8 +49,8 @@ class WebhookSender:
         return len(self.retries_s) + 1
 
     async def handle(self, event: Any, num_delivered: int) -> None:
-        if not isinstance(event, jobs.JobTransitioned):
-            return
+        if not isinstance(event, jobs.JobTransitioned) or event.data.webhook is None:
+            return  # most jobs: nothing to read, nothing to send
         master = self.settings.outgoing_webhook_key.get_secret_value()
         job, _ = await load_job(self.store, event.aggregate_id)
         if job is None or job.webhook is None or not master:
