@@ -236,7 +236,7 @@ async def test_metrics_count_a_known_workload_exactly(observed, client, shop):
 
 
 async def test_every_durable_consumer_reports_its_lag(observed, client):
-    consumers = {"pipeline", "pipeline-cancellations", "webhooks-out", "ledger-signup-grants", "ledger-refunds",
+    consumers = {"pipeline", "pipeline-cancellations", "webhooks-out", "webhooks-deliver", "ledger-signup-grants", "ledger-refunds",
                  "ledger-job-recovery", "ledger-purchases", "ledger-payment-reversals"}
 
     async def settled() -> dict[str, float] | None:

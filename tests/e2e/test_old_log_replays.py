@@ -219,6 +219,9 @@ async def rebuild(nc, engine: AsyncEngine, batch_size: int) -> None:
         assert result.swapped and result.position == await runner.last_position(nc, factory())
 
 
+# Projections of streams the old log does not have: they build empty from it.
+ADDED_SINCE = {"webhook_messages", "webhook_attempts"}
+
 BUILDS = {
     "follow": follow_until_caught_up,
     "rebuild": functools.partial(rebuild, batch_size=2000),
@@ -232,9 +235,12 @@ async def test_every_projection_built_from_the_old_log_gives_the_old_tables(old_
     recorded = recorded_tables()
     async with fresh_database.connect() as conn:
         checkpoints = dict((await conn.execute(sa.text("SELECT name, position FROM projection_checkpoints"))).all())
-    assert checkpoints == recorded["checkpoints"]
+    assert {name: position for name, position in checkpoints.items() if position} == recorded["checkpoints"]
     tables = [t for factory in FACTORIES for t in factory().tables]
-    assert sorted(tables) == sorted(recorded["tables"])
-    found = differences(recorded["tables"], await dump_tables(fresh_database, tables))
+    added_since = {t for t in tables if t not in recorded["tables"]}  # read models newer than the old log
+    assert set(recorded["tables"]) <= set(tables) and added_since == ADDED_SINCE
+    dumped = await dump_tables(fresh_database, tables)
+    assert not any(dumped[t]["rows"] for t in added_since), "the old log holds nothing a newer read model shows"
+    found = differences(recorded["tables"], {t: rows for t, rows in dumped.items() if t not in added_since})
     assert not found, (f"{len(found)} difference(s) from the tables fce92d7 built; the first {SHOWN}:\n"
                        + "\n".join(found[:SHOWN]))

@@ -12,9 +12,9 @@ headers, body)`.
 
 from .client import AsyncGenrail, Genrail
 from .errors import GenrailError, InsufficientCredits, InvalidRequest, NotFound, Unavailable, WaitTimeout
-from .models import Account, Batch, Credits, Job, JobPage, Pack, Upload
+from .models import Account, Batch, Credits, Delivery, Job, JobPage, Pack, Upload, WebhookEndpoint
 from .webhooks import InvalidSignature, verify
 
-__all__ = ["Account", "AsyncGenrail", "Batch", "Credits", "Genrail", "GenrailError", "InsufficientCredits",
-           "InvalidRequest", "InvalidSignature", "Job", "JobPage", "NotFound", "Pack", "Unavailable", "Upload",
-           "WaitTimeout", "verify"]
+__all__ = ["Account", "AsyncGenrail", "Batch", "Credits", "Delivery", "Genrail", "GenrailError",
+           "InsufficientCredits", "InvalidRequest", "InvalidSignature", "Job", "JobPage", "NotFound", "Pack",
+           "Unavailable", "Upload", "WaitTimeout", "WebhookEndpoint", "verify"]

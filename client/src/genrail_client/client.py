@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from .errors import Unavailable, WaitTimeout, error_for
-from .models import Account, Batch, Checkout, Credits, Job, JobPage, Pack, Upload
+from .models import Account, Batch, Checkout, Credits, Delivery, Job, JobPage, Pack, Upload, WebhookEndpoint
 
 T = TypeVar("T")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -201,6 +201,43 @@ class AsyncGenrail:
         if to is not None:
             Path(to).write_bytes(data)
         return data
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    async def add_webhook_endpoint(self, url: str, *, events: list[str] | None = None, description: str = "",
+                                   idempotency_key: str | None = None) -> WebhookEndpoint:
+        """An endpoint hearing of every job of the account; its `secret` is only in this answer."""
+        body: dict[str, Any] = {"url": url, "description": description}
+        if events is not None:
+            body["events"] = events
+        answer = await self._call("POST", "/v1/webhooks/endpoints", json=body, key=idempotency_key)
+        return WebhookEndpoint(**answer.json())
+
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return [WebhookEndpoint(**e) for e in (await self._call("GET", "/v1/webhooks/endpoints")).json()["items"]]
+
+    async def update_webhook_endpoint(self, endpoint_id: str, **changes: Any) -> WebhookEndpoint:
+        """Any of url, events, description, enabled."""
+        answer = await self._call("PATCH", f"/v1/webhooks/endpoints/{endpoint_id}", json=changes)
+        return WebhookEndpoint(**answer.json())
+
+    async def rotate_webhook_secret(self, endpoint_id: str, *, overlap_s: int = 86_400) -> WebhookEndpoint:
+        answer = await self._call("POST", f"/v1/webhooks/endpoints/{endpoint_id}/rotate-secret",
+                                  json={"overlap_s": overlap_s}, idempotent=False)
+        return WebhookEndpoint(**answer.json())
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        await self._call("DELETE", f"/v1/webhooks/endpoints/{endpoint_id}")
+
+    async def webhook_deliveries(self, *, endpoint_id: str | None = None, job_id: str | None = None,
+                                 status: str | None = None, limit: int = 50) -> list[Delivery]:
+        params = {k: v for k, v in (("endpoint_id", endpoint_id), ("job_id", job_id), ("status", status)) if v}
+        answer = await self._call("GET", "/v1/webhooks/deliveries", params={**params, "limit": limit})
+        return [Delivery(**d) for d in answer.json()["items"]]
+
+    async def resend_webhook(self, delivery_id: str) -> Delivery:
+        answer = await self._call("POST", f"/v1/webhooks/deliveries/{delivery_id}/resend", idempotent=False)
+        return Delivery(**answer.json())
 
     # --- the wire ----------------------------------------------------------------------------
 

@@ -114,3 +114,42 @@ class Pack(Model):
 class Checkout(Model):
     checkout_url: str
     session_id: str
+
+
+class WebhookEndpoint(Model):
+    id: str
+    url: str
+    events: list[str]
+    description: str = ""
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    secret_version: int
+    previous_secret_valid_until: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None  # only when created or rotated: store it
+
+
+class DeliveryTry(Model):
+    attempted_at: datetime
+    url: str
+    delivered: bool
+    status_code: int | None = None
+    outcome: str
+    latency_ms: int
+    response: str = ""
+
+
+class Delivery(Model):
+    id: str
+    endpoint_id: str | None = None
+    job_id: str
+    event_type: str
+    url: str
+    status: Literal["pending", "retrying", "delivered", "failed"]
+    attempts: int
+    last_attempt_at: datetime | None = None
+    created_at: datetime
+    tries: list[DeliveryTry] = []
+    body: str | None = None  # only when read one by one

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 import msgspec
 import pytest
 
-from genrail_events import batches, codec, dead_letters, jobs, ledger, users
+from genrail_events import batches, codec, dead_letters, jobs, ledger, users, webhooks
 from genrail_events.envelope import Event, UnknownEvent
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
@@ -42,7 +43,20 @@ def one_of_each() -> list[Event]:
         ReversalRecorded(aggregate_id="pi_1", data=PaymentReversed("evt_2", "pi_1", None, None, "dispute_lost", 900,
                                                                    "usd")),
         dead_letters.resolution_event(dead, dead_letters.Resolution.discarded, by="ops"),
+        *webhook_events(),
     ]
+
+
+def webhook_events() -> list[Event]:
+    created = webhooks.decide_create("u1", "we_1", "https://example.com/h", ("completed",), "", existing=0)
+    endpoint = webhooks.evolve(None, created)
+    disabled = webhooks.evolve(endpoint, webhooks.decide_disable(endpoint, "failing", by="sender"))
+    message = webhooks.message_created("u1", "j1", "msg_1", "completed", endpoint.url, b"{}", endpoint_id="we_1")
+    return [created, webhooks.decide_update(endpoint, url="https://example.com/g"),
+            webhooks.decide_rotate(endpoint, timedelta(hours=1)), webhooks.decide_disable(endpoint, "x", by="owner"),
+            webhooks.decide_enable(disabled), webhooks.decide_delete(endpoint), message,
+            webhooks.attempted(message.data, 1, delivered=True, final=True, outcome="HTTP 200", status_code=200),
+            webhooks.resend_requested(message.data, requested_by="u1")]
 
 
 @pytest.mark.parametrize("event", one_of_each(), ids=lambda e: e.type)

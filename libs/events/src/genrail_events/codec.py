@@ -23,9 +23,10 @@ from .jobs import JOB_EVENTS
 from .ledger import LEDGER_EVENTS, upcast_debit_v1
 from .payments import PAYMENT_EVENTS
 from .users import UserRegistered
+from .webhooks import WEBHOOK_EVENT_TYPES
 
 EVENT_TYPES: tuple[type[Event], ...] = (*JOB_EVENTS, *LEDGER_EVENTS, UserRegistered, *PAYMENT_EVENTS, BatchCreated,
-                                       DeadLetterResolved)
+                                       DeadLetterResolved, *WEBHOOK_EVENT_TYPES)
 BY_TYPE: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_TYPES}  # type: ignore[misc]
 
 

@@ -182,21 +182,23 @@ def job_created(job_id: str, user_id: str, job_type: JobType, cost: int, input: 
                                           input=input, batch_id=batch_id, attempt=1, webhook=webhook))
 
 
+def told_on(to_status: JobStatus) -> list[str]:
+    """What a job moving to `to_status` tells a webhook, in order: `start` when work begins,
+    `output` then `completed` when it completes, `completed` when it ends otherwise."""
+    if to_status is JobStatus.processing:
+        return ["start"]
+    if to_status is JobStatus.completed:
+        return ["output", "completed"]
+    if to_status in REFUNDED_STATUSES:
+        return ["completed"]
+    return []
+
+
 def webhook_events(job: Job, to_status: JobStatus) -> list[str]:
-    """What a job moving to `to_status` tells its webhook, in order: `start` when work begins,
-    `output` then `completed` when it completes, `completed` when it ends otherwise; only the
-    events its owner asked for."""
+    """What the job's own webhook hears of a move to `to_status`: the events its owner asked for."""
     if job.webhook is None:
         return []
-    if to_status is JobStatus.processing:
-        told = ["start"]
-    elif to_status is JobStatus.completed:
-        told = ["output", "completed"]
-    elif to_status in REFUNDED_STATUSES:
-        told = ["completed"]
-    else:
-        told = []
-    return [event for event in told if event in job.webhook.events]
+    return [event for event in told_on(to_status) if event in job.webhook.events]
 
 
 def created_subject(job_id: str) -> str:

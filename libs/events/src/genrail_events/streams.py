@@ -17,6 +17,7 @@ LEDGER = StreamSpec("LEDGER", ("ledger.>",))
 USERS = StreamSpec("USERS", ("user.>",))
 PAYMENTS = StreamSpec("PAYMENTS", ("payment.>",))
 BATCHES = StreamSpec("BATCHES", ("batch.>",))
+WEBHOOKS = StreamSpec("WEBHOOKS", ("webhook.>",))
 DLQ = StreamSpec("DLQ", ("dlq.>",))
 
-ALL: tuple[StreamSpec, ...] = (JOBS, LEDGER, USERS, PAYMENTS, BATCHES, DLQ)
+ALL: tuple[StreamSpec, ...] = (JOBS, LEDGER, USERS, PAYMENTS, BATCHES, WEBHOOKS, DLQ)

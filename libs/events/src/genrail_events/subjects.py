@@ -93,6 +93,28 @@ def batch(kind: str, batch_id: object) -> str:
     return f"batch.{kind}.{token(batch_id)}"
 
 
+# WEBHOOKS
+def webhook_endpoint(kind: str, user_id: object, endpoint_id: object) -> str:
+    return f"webhook.endpoint.{token(kind)}.{token(user_id)}.{token(endpoint_id)}"
+
+
+def webhook_endpoint_events(user_id: object, endpoint_id: object) -> str:
+    """Every event of one endpoint: the filter its appends expect their last sequence on."""
+    return f"webhook.endpoint.*.{token(user_id)}.{token(endpoint_id)}"
+
+
+def webhook_endpoints_of(user_id: object) -> str:
+    return f"webhook.endpoint.*.{token(user_id)}.*"
+
+
+def webhook_message(kind: str, user_id: object, message_id: object) -> str:
+    return f"webhook.message.{token(kind)}.{token(user_id)}.{token(message_id)}"
+
+
+WEBHOOK_ENDPOINTS_ALL = "webhook.endpoint.>"
+WEBHOOK_MESSAGES_TO_SEND = ("webhook.message.created.>", "webhook.message.resend.>")
+
+
 # DLQ
 def dlq(stream: str, consumer: str) -> str:
     return f"dlq.{token(stream)}.{token(consumer)}"

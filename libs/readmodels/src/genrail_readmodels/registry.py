@@ -4,10 +4,10 @@ rebuilds. Each entry is a projection factory (table names in, `Projection` out; 
 
 from __future__ import annotations
 
-from . import batches, jobs, ledger, users
+from . import batches, jobs, ledger, users, webhooks
 from .runner import ProjectionFactory
 
-FACTORIES: tuple[ProjectionFactory, ...] = (users.make, jobs.make, ledger.make, batches.make)
+FACTORIES: tuple[ProjectionFactory, ...] = (users.make, jobs.make, ledger.make, batches.make, webhooks.make)
 
 
 def by_name() -> dict[str, ProjectionFactory]:

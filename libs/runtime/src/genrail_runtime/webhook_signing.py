@@ -65,14 +65,16 @@ def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers for a message; reuse `msg_id` when retrying it."""
+def sign(secret: str | list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for a message; reuse `msg_id` when retrying it.
+    Several secrets (a rotation's overlap) give one signature entry each."""
     if not msg_id or "." in msg_id:
         raise ValueError("webhook id must be non-empty and contain no '.'")
+    secrets_ = [secret] if isinstance(secret, str) else secret
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp)),
-        "webhook-signature": signature(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets_),
     }
 
 

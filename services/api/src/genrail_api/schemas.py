@@ -38,6 +38,13 @@ class UserCreated(BaseModel):
     balance: int
 
 
+def web_url(url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    """A URL genrail will POST to: http(s) only, of a length every store takes."""
+    if url is not None and (url.scheme not in ("http", "https") or len(str(url)) > 2048):
+        raise ValueError("must be an http or https URL of at most 2048 characters")
+    return url
+
+
 class Notified(Strict):
     """A job request may name a URL to hear of the job at (signed, as Replicate's are)."""
 
@@ -54,9 +61,7 @@ class Notified(Strict):
     @field_validator("webhook")
     @classmethod
     def webhook_http_only(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        if url is not None and (url.scheme not in ("http", "https") or len(str(url)) > 2048):
-            raise ValueError("must be an http or https URL of at most 2048 characters")
-        return url
+        return web_url(url)
 
     def webhook_target(self) -> WebhookTarget | None:
         if self.webhook is None:

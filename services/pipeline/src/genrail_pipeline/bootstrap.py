@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +26,8 @@ from .deadlines import DeadlineSweeper, cancel_at_provider
 from .limits import Limiter
 from .providers import Providers
 from .settings import PipelineSettings
-from .webhooks_out import WebhookSender
+from .webhook_endpoints import EndpointDirectory
+from .webhooks_out import WebhookDelivery, WebhookFanOut
 from .worker import Worker
 
 CANCELLATIONS_MAX_DELIVER = 10
@@ -44,13 +46,15 @@ class Pipeline:
     providers: Providers
     worker: Worker
     sweeper: DeadlineSweeper
-    webhooks: WebhookSender
+    endpoints: EndpointDirectory
+    fan_out: WebhookFanOut
+    deliveries: WebhookDelivery
 
 
 def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
     """Every durable consumer of the pipeline: the work on job.created and job.retried, and
-    the cancellation of canceled jobs' predictions at the provider, and the webhooks jobs
-    asked for (webhooks_out)."""
+    the cancellation of canceled jobs' predictions at the provider, and the webhooks genrail
+    sends: messages made from job transitions, then delivered (webhooks_out)."""
     settings, worker = pipeline.settings, pipeline.worker
     return [
         # max_workers: fetched jobs go to a pool of workers, so one slow provider call does
@@ -66,10 +70,13 @@ def consumers(pipeline: Pipeline) -> list[DurableConsumer]:
                         handler=lambda event, _delivery: cancel_at_provider(
                             pipeline.store, pipeline.providers, event.data),
                         max_deliver=CANCELLATIONS_MAX_DELIVER),
-        # Its own consumer, so a slow or dead receiver holds back only other webhooks.
         DurableConsumer("JOBS", "webhooks-out", (subjects.JOB_TRANSITIONED_ALL,),
-                        handler=lambda event, delivery: pipeline.webhooks.handle(event, delivery.num_delivered),
-                        max_deliver=pipeline.webhooks.max_deliver, batch_size=64,
+                        handler=lambda event, _delivery: pipeline.fan_out.handle(event),
+                        max_deliver=CANCELLATIONS_MAX_DELIVER, batch_size=64),
+        # Its own consumer, so a slow or dead receiver holds back only other webhooks.
+        DurableConsumer("WEBHOOKS", "webhooks-deliver", subjects.WEBHOOK_MESSAGES_TO_SEND,
+                        handler=lambda event, delivery: pipeline.deliveries.handle(event, delivery.num_delivered),
+                        max_deliver=pipeline.deliveries.max_deliver, batch_size=64,
                         ack_wait_s=settings.outgoing_webhook_timeout_s + 20),
     ]
 
@@ -100,10 +107,12 @@ async def open_pipeline(settings: PipelineSettings, background: Background) -> A
         pipeline = Pipeline(settings, nc, store, http, storage, engine, providers,
                             worker=Worker(store, providers, settings, limiter),
                             sweeper=DeadlineSweeper(store, engine, storage, providers, settings),
-                            webhooks=WebhookSender(store, fetcher, settings))
+                            endpoints=(endpoints := EndpointDirectory()),
+                            fan_out=WebhookFanOut(store, endpoints, settings),
+                            deliveries=WebhookDelivery(store, fetcher, endpoints, settings))
         table = consumers(pipeline)
         background.start(*await declare_consumers(store.js, table, graceful_s=30))
         lag = ConsumerLag(store.js, [(c.stream, c.durable) for c in table])
-        background.start(pipeline.sweeper.run, lag.run)
+        background.start(pipeline.sweeper.run, lag.run, partial(endpoints.follow, store))
         opened.push_async_callback(background.stop)
         yield pipeline

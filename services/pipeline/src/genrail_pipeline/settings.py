@@ -58,7 +58,7 @@ class PipelineSettings(CommonSettings, StorageSettings, FetchSettings, OutgoingW
     outgoing_webhook_retry_s: str = Field(
         "5,30,120,300,1800,3600,7200,14400,28800,43200,43200,43200,43200",
         description="Seconds before each retry of a webhook the receiver did not take (2xx), comma-separated: "
-                    "about three days in all; then it is given up (logged and dead-lettered)")
+                    "about three days in all; then the message has failed, and an endpoint it was for is disabled")
     outgoing_webhook_timeout_s: float = Field(10, description="How long a receiver has to answer one delivery")
     max_output_bytes: int = Field(200 * 1024 * 1024, description="Largest provider output downloaded")
 
