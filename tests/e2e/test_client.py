@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime
 import time
 import uuid
 import zipfile
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from genrail_client import AsyncGenrail, Genrail, InsufficientCredits, InvalidSignature, NotFound, verify
 from PIL import Image
 from standardwebhooks import Webhook
 
-from genrail_client import AsyncGenrail, Genrail, InsufficientCredits, InvalidSignature, NotFound, verify
 from tests.helpers import User, grant
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,11 @@ def test_the_synchronous_client_does_the_same(stack):
         genrail.register(f"sync-{uuid.uuid4().hex[:10]}@example.com")
         job = genrail.wait(genrail.copy("Lantern 3 camping light"), timeout_s=60)
         assert job.status == "completed" and job.output["headline"]
-        assert [j.id for j in genrail.iter_jobs()] == [job.id]
+        for _ in range(100):  # the job list is a read model: it follows the log within moments
+            if listed := [j.id for j in genrail.iter_jobs()]:
+                break
+            time.sleep(0.1)
+        assert listed == [job.id]
         assert {p.id for p in genrail.packs()} == {"starter", "pro"}
 
 

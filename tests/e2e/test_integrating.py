@@ -102,7 +102,10 @@ async def test_job_lists_filter_by_creation_time(api):
         assert answer.status_code == 200, answer.text
         return [job["id"] for job in answer.json()["items"]]
 
-    await wait_until(lambda: listed(), timeout_s=10)
+    async def both_listed() -> bool:  # the projection has both jobs
+        return len(await listed()) == 2
+
+    await wait_until(both_listed, timeout_s=10)
     assert await listed(created_after=middle) == [late["id"]]
     assert await listed(created_before=middle) == [early["id"]]
     assert await listed(created_after=middle + timedelta(hours=1)) == []
