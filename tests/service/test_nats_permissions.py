@@ -1,6 +1,6 @@
 """deploy/nats/users.conf, on a real nats-server: the whole stack runs with one NATS user per
-service and every kind of job, cancel, refund and admin adjustment goes through without a
-single permission violation; and a service's user cannot write what another service owns,
+service and every kind of job, cancel, refund, admin adjustment and outgoing webhook (an
+endpoint's messages, tries and disabling) goes through without a single permission violation; and a service's user cannot write what another service owns,
 nor delete a stream."""
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def guarded(tmp_path_factory):
     ports = Ports(api=free_port(), webhooks=free_port(), localprovider=free_port(), nats=server.port,
                   postgres=free_port(), ledger_metrics=free_port(), projector_metrics=free_port(),
                   pipeline_metrics=free_port())
-    stack = Stack(data_dir=root / "stack", ports=ports, nats_url=url("operator"), env=dict(TEST_ENV),
+    env = {**TEST_ENV, "OUTGOING_WEBHOOK_KEY": "permissions-test-key", "OUTGOING_WEBHOOK_RETRY_S": "0.2,0.2"}
+    stack = Stack(data_dir=root / "stack", ports=ports, nats_url=url("operator"), env=env,
                   service_env={name: {"NATS_URL": url(name)} for name in SERVICES}).start()
     yield stack, server, url
     stack.stop()
@@ -58,6 +59,10 @@ async def test_the_whole_stack_runs_with_a_user_per_service(guarded, shop):
         adjusted = await api.post(f"/api/admin/users/{user.id}/credits", headers=ADMIN,
                                   json={"amount": 20, "reason": "permissions test"})
         assert adjusted.status_code == 201, adjusted.text
+        # The shop answers no POST: the endpoint's deliveries fail and the pipeline disables it.
+        endpoint = (await api.post("/v1/webhooks/endpoints", headers=user.headers,
+                                   json={"url": shop.url("/hooks"), "events": ["completed"]})).json()
+        await asyncio.sleep(0.3)
         copy = (await api.post("/api/generate/copy", headers=user.headers,
                                json={"product_name": "Trailblazer 2"})).json()["id"]
         ad = (await api.post("/api/generate/static-ad", headers=user.headers,
@@ -91,6 +96,15 @@ async def test_the_whole_stack_runs_with_a_user_per_service(guarded, shop):
                 break
             await asyncio.sleep(0.1)
         assert await refunded() == 25
+        for _ in range(200):
+            found = (await api.get(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=user.headers)).json()
+            if found["status"] == "disabled":
+                break
+            await asyncio.sleep(0.1)
+        assert found["status"] == "disabled", found
+        delivery = (await api.get("/v1/webhooks/deliveries", headers=user.headers)).json()["items"][0]
+        assert (await api.post(f"/v1/webhooks/deliveries/{delivery['id']}/resend",
+                               headers=user.headers)).status_code in (202, 409)
     assert violations(server) == []
 
 
@@ -100,6 +114,8 @@ async def test_the_whole_stack_runs_with_a_user_per_service(guarded, shop):
     ("pipeline", "ledger.u1.granted.signup"),   # workers never touch credits
     ("webhooks", "job.created.copy.j1"),        # only the API (and the ledger's recovery) create jobs
     ("projector", "job.transitioned.completed.j1"),
+    ("pipeline", "webhook.endpoint.created.u1.we_1"),   # only the API adds an account's endpoints
+    ("api", "webhook.message.attempted.u1.msg_1"),      # only the sender records its tries
 ])
 async def test_a_service_cannot_write_what_another_owns(guarded, user, subject):
     _, server, url = guarded
