@@ -1,9 +1,6 @@
-"""`genrail dlq`: list, inspect, redrive and discard dead letters.
-
-A dead letter's ID is its sequence in the DLQ stream. Every decision is recorded on the log
-itself (`dlq.resolved.<ID>`, appended only if none is there), so a dead letter is redriven
-or discarded once, whoever asks and however often; `list` shows the undecided ones.
-"""
+"""`genrail dlq`: list, inspect, redrive and discard dead letters (the decisions themselves
+are `genrail_commands.dead_letters`, which the studio's admin page shares); `list` shows
+the undecided ones."""
 
 from __future__ import annotations
 
@@ -15,16 +12,15 @@ from typing import Annotated
 
 import typer
 from genrail_events import dead_letters as dl
-from genrail_events.dead_letters import DeadLetter, Resolution
-from genrail_events.envelope import Event
-from genrail_eventlog.store import MSG_ID, EventStore, connect
+from genrail_eventlog.store import EventStore, connect
+from genrail_commands import dead_letters
+from genrail_commands.dead_letters import Refused
 from genrail_commands.jobs import load_job
 from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import logread
 from .options import NATS_URL, NatsUrl, prose
 
 console = Console()
@@ -33,83 +29,16 @@ dlq_app = typer.Typer(help="Dead letters: messages that failed every delivery, w
 Ids = Annotated[list[int], typer.Argument(help="Dead letter IDs (their DLQ sequence, as `list` shows)")]
 
 
-class Refused(Exception):
-    pass
-
-
 def operator() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-async def load(nc: NATS) -> tuple[list[DeadLetter], dict[int, Event]]:
-    """Every dead letter, and the decision on each one decided (by dead letter ID)."""
-    records, decisions = [], {}
-    for m in await logread.read_all(nc, "DLQ"):
-        if dl.is_resolution(m.subject):
-            decisions[int(m.subject.rsplit(".", 1)[1])] = Event.from_bytes(m.data)
-        else:
-            records.append(DeadLetter.from_record(m.seq, m.data))
-    return records, decisions
-
-
-async def fetch(nc: NATS, dlq_id: int) -> tuple[DeadLetter, Event | None]:
-    message = await logread.get(nc, "DLQ", dlq_id)
-    if message is None or dl.is_resolution(message.subject):
-        raise Refused(f"no dead letter {dlq_id} (see `genrail dlq list`)")
-    decided = await EventStore(nc).last(dl.resolved_subject(dlq_id))
-    return DeadLetter.from_record(dlq_id, message.data), decided.event if decided else None
-
-
-def _already(dlq_id: int, decision: Event) -> Refused:
-    d = decision.data
-    where = f" (republished as {d.stream} seq {d.republished_seq})" if d.republished_seq else ""
-    return Refused(f"dead letter {dlq_id} was already {d.action} by {d.by} at "
-                   f"{decision.occurred_at:%Y-%m-%d %H:%M:%S}{where}; nothing done")
-
-
-async def _earlier_republish(nc: NATS, dead: DeadLetter) -> int | None:
-    """The sequence of a republish of this dead letter already on the log (a redrive that
-    died before recording its decision), so a second run does not publish it again."""
-    js, seq = nc.jetstream(), dead.stream_seq + 1
-    while True:
-        try:
-            raw = await js.get_msg(dead.stream, seq=seq, subject=dead.subject, next=True)
-        except Exception:  # noqa: BLE001 - NotFound: no later message on the subject
-            return None
-        if (raw.headers or {}).get(MSG_ID) == dl.redrive_msg_id(dead.id):
-            return raw.seq
-        seq = raw.seq + 1
-
-
 async def redrive_one(nc: NATS, dlq_id: int) -> str:
-    dead, decision = await fetch(nc, dlq_id)
-    if decision is not None:
-        raise _already(dlq_id, decision)
-    store = EventStore(nc)
-    job_id = dead.job_id()
-    job = (await load_job(store, job_id))[0] if job_id else None
-    if (refusal := dl.redrive_refusal(dead, job)) is not None:
-        raise Refused(refusal)
-    republished = await _earlier_republish(nc, dead)
-    if republished is None:
-        headers = {k: v for k, v in dead.headers.items() if not k.startswith("Nats-")}
-        headers[MSG_ID] = dl.redrive_msg_id(dlq_id)  # JetStream drops a second one within its window
-        republished = (await nc.jetstream().publish(dead.subject, dead.data.encode(), headers=headers)).seq
-    event = dl.resolution_event(dead, Resolution.redriven, by=operator(), republished_seq=republished)
-    if await store.append_first(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}") is None:
-        raise _already(dlq_id, (await store.last(dl.resolved_subject(dlq_id))).event)
-    return f"dead letter {dlq_id} redriven: {dead.subject} republished as {dead.stream} seq {republished}"
+    return await dead_letters.redrive(EventStore(nc), dlq_id, by=operator())
 
 
 async def discard_one(nc: NATS, dlq_id: int) -> str:
-    dead, decision = await fetch(nc, dlq_id)
-    if decision is not None:
-        raise _already(dlq_id, decision)
-    event = dl.resolution_event(dead, Resolution.discarded, by=operator())
-    store = EventStore(nc)
-    if await store.append_first(dl.resolved_subject(dlq_id), event, msg_id=f"dlq-resolved:{dlq_id}") is None:
-        raise _already(dlq_id, (await store.last(dl.resolved_subject(dlq_id))).event)
-    return f"dead letter {dlq_id} discarded"
+    return await dead_letters.discard(EventStore(nc), dlq_id, by=operator())
 
 
 def _each(nats_url: str, ids: list[int], action) -> None:
@@ -142,7 +71,7 @@ def list_(
     async def main():
         nc = await connect(nats_url, "genrail-dlq")
         try:
-            return await load(nc)
+            return await dead_letters.load(EventStore(nc))
         finally:
             await nc.close()
 
@@ -168,7 +97,7 @@ def show(dlq_id: Annotated[int, typer.Argument(help="The dead letter's ID")], na
     async def main():
         nc = await connect(nats_url, "genrail-dlq")
         try:
-            dead, decision = await fetch(nc, dlq_id)
+            dead, decision = await dead_letters.fetch(EventStore(nc), dlq_id)
             job_id = dead.job_id()
             job = (await load_job(EventStore(nc), job_id))[0] if job_id else None
             return dead, decision, job
