@@ -220,7 +220,7 @@ async def rebuild(nc, engine: AsyncEngine, batch_size: int) -> None:
 
 
 # Projections of streams the old log does not have: they build empty from it.
-ADDED_SINCE = {"webhook_messages", "webhook_attempts"}
+ADDED_SINCE = {"webhook_messages", "webhook_attempts", "api_key_names", "api_key_revocations"}
 
 BUILDS = {
     "follow": follow_until_caught_up,

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from genrail_eventlog.consumers import Defer, Retry
-from genrail_events import batches, jobs, subjects, users
+from genrail_events import accounts, batches, jobs, subjects, users
 from genrail_events.envelope import utcnow
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
@@ -49,6 +49,28 @@ async def test_a_signup_is_granted_once_however_often_it_is_handled(log, given: 
 
     assert appended.subjects() == [subjects.ledger(user, "granted", "signup")]
     assert await balance(log, user) == 25
+
+
+async def test_a_verified_email_is_granted_once_however_often_it_signs_in(log, given: Given) -> None:
+    email = f"{new_id()}@example.com"
+    registered = users.user_registered(email, users.new_api_key())
+    await given.events(registered)
+    user = registered.aggregate_id
+    appended = appended_since(log)
+
+    for method in (accounts.SignInMethod.magic_link, accounts.SignInMethod.github, accounts.SignInMethod.magic_link):
+        await grant_signup_credits(log, accounts.signed_in(user, email, method, new_id()), 25)
+
+    assert appended.subjects() == [subjects.ledger(user, "granted", "signup")]
+    assert await balance(log, user) == 25
+
+
+async def test_no_credits_means_no_grant(log, given: Given) -> None:
+    registered = users.user_registered(f"{new_id()}@example.com", users.new_api_key())
+    await given.events(registered)
+    appended = appended_since(log)
+    await grant_signup_credits(log, registered, 0)
+    assert appended.subjects() == []
 
 
 # --- refunds ----------------------------------------------------------------------------

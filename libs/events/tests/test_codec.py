@@ -9,7 +9,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from genrail_events import batches, codec, dead_letters, jobs, ledger, users, webhooks
+from genrail_events import accounts, batches, codec, dead_letters, jobs, ledger, users, webhooks
 from genrail_events.envelope import Event, UnknownEvent
 from genrail_events.jobs import JobStatus as S
 from genrail_events.jobs import JobType
@@ -44,7 +44,15 @@ def one_of_each() -> list[Event]:
                                                                    "usd")),
         dead_letters.resolution_event(dead, dead_letters.Resolution.discarded, by="ops"),
         *webhook_events(),
+        *account_events(),
     ]
+
+
+def account_events() -> list[Event]:
+    ring = accounts.KeyRing("u1", {"k1": accounts.Key("k1", "default", "gr_abcde", "k1hash")})
+    return [accounts.decide_create_key(ring, "ci", users.new_api_key()), accounts.decide_revoke_key(ring, "k1"),
+            accounts.signed_in("u1", "a@example.com", accounts.SignInMethod.magic_link, "l1"),
+            accounts.sessions_revoked("u1"), accounts.link_used("u1", "l1", "a@example.com")]
 
 
 def webhook_events() -> list[Event]:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from .accounts import ACCOUNT_EVENT_TYPES
 from .batches import BatchCreated
 from .dead_letters import DeadLetterResolved
 from .envelope import Event, UnknownEvent
@@ -26,7 +27,7 @@ from .users import UserRegistered
 from .webhooks import WEBHOOK_EVENT_TYPES
 
 EVENT_TYPES: tuple[type[Event], ...] = (*JOB_EVENTS, *LEDGER_EVENTS, UserRegistered, *PAYMENT_EVENTS, BatchCreated,
-                                       DeadLetterResolved, *WEBHOOK_EVENT_TYPES)
+                                       DeadLetterResolved, *WEBHOOK_EVENT_TYPES, *ACCOUNT_EVENT_TYPES)
 BY_TYPE: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_TYPES}  # type: ignore[misc]
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import msgspec
 import sqlalchemy as sa
 from genrail_events import jobs as job_events
+from genrail_events.accounts import KeyCreated, KeyRevoked
 from genrail_events.batches import BatchCreated
 from genrail_events.envelope import Event, UnknownEvent
 from genrail_events.ledger import LEDGER_EVENTS
@@ -66,7 +67,7 @@ def loader_for(name: str, tables: tuple[str, ...], *, rows_in_memory: int | None
         return JobsLoader(tables[0], rows_in_memory=rows_in_memory)
     if name == "ledger" and len(tables) == 2:
         return LedgerLoader(*tables, rows_in_memory=rows_in_memory, chunk_rows=chunk_rows)
-    if name == "users" and len(tables) == 2:
+    if name == "users" and len(tables) == 4:
         return UsersLoader(*tables, chunk_rows=chunk_rows)
     if name == "batches" and len(tables) == 1:
         return BatchesLoader(tables[0], chunk_rows=chunk_rows)
@@ -288,14 +289,21 @@ class LedgerLoader:
 
 class UsersLoader:
     """`users.make`'s `apply`: a user and an API key per `UserRegistered`, the first of each
-    user id and of each key hash."""
+    user id and of each key hash; a key and its name per `KeyCreated`; the first revocation of
+    each key per `KeyRevoked`."""
 
-    def __init__(self, users: str, api_keys: str, *, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, users: str, api_keys: str, api_key_names: str, api_key_revocations: str, *,
+                 chunk_rows: int = CHUNK_ROWS):
         self.users = _Appender(users, ("user_id", "email", "created_at"), chunk_rows)
         self.api_keys = _Appender(api_keys, ("key_hash", "user_id", "key_prefix", "created_at"), chunk_rows)
+        self.names = _Appender(api_key_names, ("key_hash", "key_id", "user_id", "name"), chunk_rows)
+        self.revocations = _Appender(api_key_revocations, ("user_id", "key_id", "revoked_at"), chunk_rows)
+
+    def _all(self) -> tuple[_Appender, ...]:
+        return self.users, self.api_keys, self.names, self.revocations
 
     def held(self) -> int:
-        return len(self.users.rows) + len(self.api_keys.rows)
+        return sum(len(a.rows) for a in self._all())
 
     async def absorb(self, conn: AsyncConnection, batch: Batch) -> None:
         for _seq, event in batch:
@@ -303,12 +311,22 @@ class UsersLoader:
                 d, at = event.data, event.occurred_at
                 self.users.add(d.user_id, (d.user_id, d.email, at))
                 self.api_keys.add(d.key_hash, (d.key_hash, d.user_id, d.key_prefix, at))
-        if await self.users.write(conn) | await self.api_keys.write(conn):
+            elif isinstance(event, KeyCreated):
+                c = event.data
+                self.api_keys.add(c.key_hash, (c.key_hash, c.user_id, c.key_prefix, event.occurred_at))
+                self.names.add(c.key_hash, (c.key_hash, c.key_id, c.user_id, c.name))
+            elif isinstance(event, KeyRevoked):
+                r = event.data
+                self.revocations.add((r.user_id, r.key_id), (r.user_id, r.key_id, event.occurred_at))
+        wrote = False
+        for appender in self._all():
+            wrote = await appender.write(conn) or wrote
+        if wrote:
             await conn.commit()
 
     async def flush(self, conn: AsyncConnection) -> None:
-        await self.users.write(conn, all_rows=True)
-        await self.api_keys.write(conn, all_rows=True)
+        for appender in self._all():
+            await appender.write(conn, all_rows=True)
         await conn.commit()
 
 

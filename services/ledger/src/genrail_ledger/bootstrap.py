@@ -38,7 +38,7 @@ def consumers(ledger: Ledger) -> list[DurableConsumer]:
                                max_deliver=settings.ledger_max_deliver)
 
     return [
-        policy("USERS", "ledger-signup-grants", subjects.USER_REGISTERED_ALL,
+        policy("USERS", "ledger-signup-grants", settings.signup_credits_subject(),
                lambda event: policies.grant_signup_credits(store, event, settings.signup_credits)),
         policy("JOBS", "ledger-refunds", subjects.job_transitions_to(*sorted(jobs.REFUNDED_STATUSES)),
                lambda event: policies.refund_ended_attempt(store, event)),

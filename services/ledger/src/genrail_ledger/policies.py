@@ -10,6 +10,7 @@ import logging
 from genrail_events import batches, jobs, ledger, subjects
 from genrail_events.envelope import utcnow
 from genrail_events.payments import PaymentRecorded, ReversalRecorded
+from genrail_events.accounts import SignedIn
 from genrail_events.users import UserRegistered
 from genrail_commands.accounts import append_to_account, load_account
 from genrail_commands.batches import create_batch_records
@@ -22,8 +23,12 @@ from genrail_events.payments import resolve_reversal
 log = logging.getLogger("genrail.ledger")
 
 
-async def grant_signup_credits(store: EventStore, registered: UserRegistered, amount: int) -> None:
-    user_id = registered.data.user_id
+async def grant_signup_credits(store: EventStore, event: UserRegistered | SignedIn, amount: int) -> None:
+    """Once per user, and a user id is its email's: once per email. On `user.signed_in` (with
+    SIGNUP_CREDITS_ON=verified_email) only a proven email gets them."""
+    if not isinstance(event, UserRegistered | SignedIn) or amount <= 0:
+        return
+    user_id = event.data.user_id
     appended = await append_to_account(
         store, user_id, lambda account: ledger.decide_grant(account, amount, "signup", "signup"),
         unique_subject=subjects.ledger(user_id, "granted", "signup"))
