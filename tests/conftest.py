@@ -36,7 +36,7 @@ TEST_ENV = {
 def new_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
     ports = Ports(api=free_port(), webhooks=free_port(), localprovider=free_port(), nats=free_port(),
                   postgres=free_port(), ledger_metrics=free_port(), projector_metrics=free_port(),
-                  pipeline_metrics=free_port())
+                  pipeline_metrics=free_port(), mailcatcher=free_port())
     return Stack(data_dir=data_dir, ports=ports, nats_url=os.environ.get("NATS_URL") or None,
                  database_url=os.environ.get("DATABASE_URL") or None, env={**TEST_ENV, **(env or {})})
 

@@ -11,7 +11,7 @@ from genrail_cli.stack import Stack
 
 def test_secrets_are_made_once_per_data_directory_and_kept(tmp_path) -> None:
     first = Stack(data_dir=tmp_path / "a").local_secrets()
-    assert set(first) == {"replicate_webhook", "stripe_webhook", "media_url", "outgoing_webhooks"}
+    assert set(first) == {"replicate_webhook", "stripe_webhook", "media_url", "outgoing_webhooks", "session"}
     assert first["stripe_webhook"].startswith("whsec_") and "genrail_local" not in first["stripe_webhook"]
     assert Stack(data_dir=tmp_path / "a").local_secrets() == first
     assert Stack(data_dir=tmp_path / "b").local_secrets()["stripe_webhook"] != first["stripe_webhook"]

@@ -62,9 +62,12 @@ def up(
     console.rule("[bold green]genrail is up")
     providers = ", ".join(f"{name} ({'the local provider' if where == 'local' else 'your settings'})"
                           for name, where in stack.providers_in_use().items())
-    console.print(f"API        {stack.api_url}\nAPI docs   {stack.api_url}/docs\n"
+    mail = f"{stack.api_url}/dev/mailbox (caught locally)" if stack.mail_in_use() == "local" else "your SMTP_HOST"
+    console.print(f"Studio     {stack.api_url}/signin (any email: its sign-in link is in the mailbox)\n"
+                  f"API        {stack.api_url}\nAPI docs   {stack.api_url}/docs\n"
                   f"Webhooks   {stack.webhooks_url}\nProvider   {stack.localprovider_url} (local)\n"
                   f"Providers  {providers}\n"
+                  f"Mail       {mail}\n"
                   f"NATS       {stack.nats_url}\n"
                   f"Data       {data_dir.resolve()}\nStop       Ctrl-C")
     try:

@@ -23,14 +23,15 @@ import httpx
 
 from genrail_runtime import webhook_signing
 from genrail_runtime.settings import FetchSettings
-from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, nats_cluster, require_free
+from genrail_cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port, nats_cluster, require_free
 
 DEFAULT_OUTPUT_HOSTS = FetchSettings.model_fields["provider_output_hosts"].default
 
 # Settings the stack decides even when they are exported: the servers it started (it takes
 # NATS_URL and DATABASE_URL from the environment when they name external ones) and the
 # ports it was given (`genrail up --api-port`, whose default is API_PORT).
-STACK_DECIDES = frozenset({"NATS_URL", "DATABASE_URL", "API_PORT", "WEBHOOKS_PORT", "LOCALPROVIDER_PORT"})
+STACK_DECIDES = frozenset({"NATS_URL", "DATABASE_URL", "API_PORT", "WEBHOOKS_PORT", "LOCALPROVIDER_PORT",
+                           "MAILCATCHER_PORT"})
 
 # A provider is the user's when they set where it is or the key to it; then none of its
 # local values is added. (A secret alone, e.g. STRIPE_WEBHOOK_SECRET, is theirs but keeps
@@ -41,12 +42,17 @@ PROVIDER_CHOSEN_BY: dict[str, frozenset[str]] = {
     "openai-images": frozenset({"OPENAI_IMAGES_API_KEY", "OPENAI_IMAGES_BASE_URL"}),
 }
 
+# Mail is the user's when they set SMTP_HOST: then the stack starts no mail catcher and adds
+# none of the local mail settings (their SMTP_PORT, credentials and MAIL_FROM are theirs).
+MAIL_CHOSEN_BY = frozenset({"SMTP_HOST"})
+
 SERVICES: dict[str, str] = {  # name -> module run with `python -m`, in start order
     "ledger": "genrail_ledger",
     "projector": "genrail_projector",
     "pipeline": "genrail_pipeline",
     "localprovider": "genrail_localprovider",
     "webhooks": "genrail_webhooks",
+    "mailcatcher": "genrail_cli.mailcatcher",  # only when the user set no SMTP_HOST
     "api": "genrail_api",
 }
 
@@ -56,6 +62,7 @@ class Ports:
     api: int = 8000
     webhooks: int = 8001
     localprovider: int = 8002
+    mailcatcher: int = 0  # the local SMTP catcher; 0: a free port, chosen at start
     nats: int = 4222
     postgres: int = 5432
     # Prometheus endpoints of the workers (the API and webhooks serve /metrics on their own port).
@@ -129,7 +136,28 @@ class Stack:
             "LOCALPROVIDER_STRIPE_WEBHOOK_SECRET": self.local_secrets()["stripe_webhook"],
             "LOCALPROVIDER_STRIPE_WEBHOOK_URL": f"{self.webhooks_url}/webhooks/stripe",
             "LOCALPROVIDER_STRIPE_PUBLIC_URL": self.localprovider_url,
+            "SESSION_SECRET": self.local_secrets()["session"],
+            "MAILCATCHER_HOST": self.host, "MAILCATCHER_PORT": str(self.ports.mailcatcher),
+            "MAILCATCHER_DIR": str(self.mailbox_dir),
         }
+
+    @property
+    def mailbox_dir(self) -> Path:
+        """Where the mail catcher keeps every mail, one .eml file each."""
+        return (self.data_dir / "mailbox").resolve()
+
+    def mail_in_use(self) -> str:
+        """"local" (the embedded catcher), or "yours" when the user set SMTP_HOST."""
+        return "yours" if self.user_settings().keys() & MAIL_CHOSEN_BY else "local"
+
+    def local_mail(self) -> dict[str, str]:
+        """What points the API at the catcher, and shows its mails at /dev/mailbox."""
+        return {"SMTP_HOST": self.host, "SMTP_PORT": str(self.ports.mailcatcher), "SMTP_STARTTLS": "false",
+                "LOCAL_MAILBOX_DIR": str(self.mailbox_dir)}
+
+    def services(self) -> list[str]:
+        """The processes to run, in start order: the mail catcher only when mail is local."""
+        return [name for name in SERVICES if name != "mailcatcher" or self.mail_in_use() == "local"]
 
     def local_providers(self) -> dict[str, dict[str, str]]:
         """Each provider's settings that point it at the local provider, by provider."""
@@ -162,6 +190,8 @@ class Stack:
         given = self.user_settings(name, env)
         local = {key: value for provider, settings in self.local_providers().items()
                  if not given.keys() & PROVIDER_CHOSEN_BY[provider] for key, value in settings.items()}
+        if not given.keys() & MAIL_CHOSEN_BY:
+            local.update(self.local_mail())
         decided = {key: value for key, value in self.base_env().items()
                    if key in STACK_DECIDES or key not in given}
         full = {**os.environ, **local, **given, **decided, **self.metrics_env(name)}
@@ -181,7 +211,8 @@ class Stack:
         known = json.loads(path.read_text()) if path.exists() else {}
         makers = {"replicate_webhook": webhook_signing.new_secret, "stripe_webhook": webhook_signing.new_secret,
                   "media_url": lambda: secrets.token_urlsafe(32),
-                  "outgoing_webhooks": lambda: secrets.token_urlsafe(32)}
+                  "outgoing_webhooks": lambda: secrets.token_urlsafe(32),
+                  "session": lambda: secrets.token_urlsafe(32)}
         missing = {name: make() for name, make in makers.items() if name not in known}
         if missing:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +227,10 @@ class Stack:
         for name, port in (("API", self.ports.api), ("webhooks", self.ports.webhooks),
                            ("local provider", self.ports.localprovider), *workers_metrics):
             require_free(self.host, port, f"the {name}")
+        if "mailcatcher" in self.services():
+            if not self.ports.mailcatcher:
+                self.ports.mailcatcher = free_port(self.host)
+            require_free(self.host, self.ports.mailcatcher, "the mail catcher")
         try:
             if not self.nats_url:
                 self.nats_nodes = self._embedded_nats()
@@ -208,7 +243,7 @@ class Stack:
                 self.postgres = EmbeddedPostgres(self.data_dir / "postgres", port=self.ports.postgres,
                                             host=self.host).start()
                 self.database_url = self.postgres.url
-            for name in SERVICES:
+            for name in self.services():
                 self.start_service(name)
             self.wait_healthy(timeout_s)
         except BaseException:

@@ -22,6 +22,8 @@ from genrail_runtime import telemetry
 from genrail_storage.store import Storage
 
 from . import rate_limits
+from .accounts.usage import DDL as KEY_USAGE_DDL
+from .accounts.usage import KeyUsage
 from .key_cache import KeyCache
 from .settings import ApiSettings
 from .stripe_checkout import StripeCheckout
@@ -40,6 +42,7 @@ class ApiResources:
     storage: Storage
     stripe_checkout: StripeCheckout | None  # None: billing is not configured (no STRIPE_API_KEY)
     key_cache: KeyCache = field(default_factory=KeyCache)  # API key hash -> user id, for a short while
+    key_usage: KeyUsage = field(default_factory=KeyUsage)  # writes each key's last use, once a minute
 
 
 @asynccontextmanager
@@ -54,7 +57,7 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
         writer_for(store, remember=True)  # the API writes nearly every entry of an account: debits
         telemetry.instrument_engine(engine)
         await wait_for_tables(engine, registry.tables())  # the projector creates them
-        await create_schema(engine, [rate_limits.DDL])  # the API's own table
+        await create_schema(engine, [rate_limits.DDL, KEY_USAGE_DDL])  # the API's own tables
         if not settings.media_url_secret.get_secret_value():
             log.warning("media_url_secret is not set: using a random one, so media URLs break on restart "
                         "and differ between replicas; set MEDIA_URL_SECRET")
@@ -64,7 +67,9 @@ async def open_api(settings: ApiSettings) -> AsyncIterator[ApiResources]:
         checkout = stripe_checkout(settings)
         if checkout is not None:
             opened.push_async_callback(checkout.aclose)
-        yield ApiResources(nc, store, engine, storage, checkout)
+        resources = ApiResources(nc, store, engine, storage, checkout)
+        opened.push_async_callback(resources.key_usage.drain)  # before the engine is disposed
+        yield resources
 
 
 def stripe_checkout(settings: ApiSettings) -> StripeCheckout | None:

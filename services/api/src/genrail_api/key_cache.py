@@ -1,6 +1,8 @@
 """Which user an API key belongs to, remembered for a short while: every request is
 authenticated, and asking PostgreSQL each time would cost a round trip per request. The
-time-to-live bounds how long a key revoked elsewhere keeps working in this process."""
+time-to-live bounds how long a key revoked elsewhere keeps working in this process: the
+process that revokes a key forgets it at once (`forget`), every other API process within
+`ttl_s` (30 s by default)."""
 
 from __future__ import annotations
 
@@ -29,3 +31,6 @@ class KeyCache:
         self._users.move_to_end(key_hash)
         while len(self._users) > self.max_keys:
             self._users.popitem(last=False)
+
+    def forget(self, key_hash: str) -> None:
+        self._users.pop(key_hash, None)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from genrail_runtime import logs, telemetry
 from genrail_runtime.body_limit import BodySizeLimit
@@ -15,9 +16,14 @@ from genrail_runtime.http_server import serve
 from genrail_runtime.unhandled import AnswerUnhandledErrors
 
 from . import errors
+from .accounts import keys as account_keys
+from .accounts import routes as account_routes
+from .accounts import sessions as account_sessions
 from .bootstrap import open_api
 from .routes import admin, batches, billing, credits, generate, jobs, media, packs, uploads, users, webhooks
 from .settings import ApiSettings
+from .studio import pages as studio_pages
+from .studio.templating import STATIC_DIR
 
 DESCRIPTION = """
 Pay credits for AI generation jobs and follow them to their results.
@@ -71,9 +77,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     add_health_routes(app, _dependencies)
 
+    # Accounts: API keys for programs (/v1 only), sign-in and sign-out pages, session cookies.
+    app.include_router(account_keys.router, prefix=VERSION_PREFIX, generate_unique_id_function=operation_id)
+    app.include_router(account_routes.router, include_in_schema=False)
+    account_sessions.install(app)
+
+    # The web studio: HTML pages outside /v1, kept out of the OpenAPI document.
+    for router in studio_pages.routers():
+        app.include_router(router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        overrides={f"{prefix}/uploads": settings.upload_max_bytes + 64 * 1024
-                                  for prefix in (VERSION_PREFIX, LEGACY_PREFIX)})
+                                  for prefix in (VERSION_PREFIX, LEGACY_PREFIX, "/batches")})
+    app.add_middleware(account_sessions.CsrfCookie, secure=account_sessions.secure_cookies(settings))
     app.add_middleware(AnswerUnhandledErrors)  # outermost of ours: keep-alive survives an unexpected error
     telemetry.instrument_app(app, serve_metrics=not settings.metrics_port)
     return app

@@ -44,6 +44,41 @@ class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings, OutgoingW
     max_body_bytes: int = Field(64 * 1024, description="Largest JSON request body accepted")
     read_your_writes_timeout_s: float = Field(5.0, description="How long registration waits for its grant")
     admin_token: SecretStr | None = Field(None, description="Bearer token for /v1/admin/*; unset disables admin")
+    admin_nats_url: SecretStr | None = Field(
+        None, description="NATS URL (the operator user's) that an admin's redrive in the studio publishes with: a "
+                          "redrive republishes to subjects other services own. Unset: the API's own connection, "
+                          "which is enough where NATS has no per-service users (genrail up)")
+
+    # Accounts for the web studio: sessions, magic links, mail, sign-in providers (genrail_api.accounts).
+    session_secret: SecretStr = Field(SecretStr(""), description="Signs session cookies, CSRF tokens and magic "
+                                                                 "links; every API process needs the same one. "
+                                                                 "Empty: a random one per process (sessions end "
+                                                                 "when it restarts)")
+    session_max_age_s: int = Field(14 * 24 * 3600, description="How long a studio session lasts")
+    admin_emails: str = Field("", description="Comma-separated emails of the studio's administrators")
+    magic_link_ttl_s: int = Field(900, description="How long an emailed sign-in link stays valid (used once)")
+    smtp_host: str | None = Field(None, description="SMTP server for sign-in mails; unset: email sign-in is off")
+    smtp_port: int = Field(587, description="SMTP server port")
+    smtp_username: str | None = Field(None, description="SMTP user name (unset: no AUTH)")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before sending")
+    mail_from: str = Field("genrail <no-reply@genrail.localhost>", description="From: of sign-in mails")
+    local_mailbox_dir: str | None = Field(None, description="Where the local stack's mail catcher keeps mails; "
+                                                            "set: /dev/mailbox shows them (never in production)")
+    github_client_id: str | None = Field(None, description="GitHub OAuth app client id; unset: no GitHub sign-in")
+    github_client_secret: SecretStr | None = Field(None, description="GitHub OAuth app client secret")
+    github_base_url: str = Field("https://github.com", description="Where GitHub's OAuth pages are")
+    github_api_url: str = Field("https://api.github.com", description="GitHub's REST API")
+    google_client_id: str | None = Field(None, description="Google OAuth client id; unset: no Google sign-in")
+    google_client_secret: SecretStr | None = Field(None, description="Google OAuth client secret")
+    google_discovery_url: str = Field("https://accounts.google.com/.well-known/openid-configuration",
+                                      description="Google's OpenID Connect discovery document")
+    oidc_name: str = Field("oidc", description="Name of the generic OpenID Connect provider, shown on its button")
+    oidc_issuer: str | None = Field(None, description="Issuer URL of a generic OpenID Connect provider (its "
+                                                      "discovery document is <issuer>/.well-known/openid-"
+                                                      "configuration); unset: none")
+    oidc_client_id: str | None = Field(None, description="Client id at the generic OpenID Connect provider")
+    oidc_client_secret: SecretStr | None = Field(None, description="Client secret at the generic OIDC provider")
 
     credit_packs: str = Field(
         "starter:100:900:usd,pro:1000:7900:usd",
@@ -64,7 +99,10 @@ class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings, OutgoingW
         parse_packs(spec)  # a ValueError naming the bad pack stops the start
         return spec
 
-    @field_validator("stripe_api_key", "stripe_api_base", "stripe_success_url", "stripe_cancel_url", mode="before")
+    @field_validator("stripe_api_key", "stripe_api_base", "stripe_success_url", "stripe_cancel_url", "smtp_host",
+                     "smtp_username", "smtp_password", "local_mailbox_dir", "github_client_id",
+                     "github_client_secret", "google_client_id", "google_client_secret", "oidc_issuer",
+                     "oidc_client_id", "oidc_client_secret", "admin_nats_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

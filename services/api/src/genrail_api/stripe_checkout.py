@@ -38,6 +38,16 @@ class CheckoutSession:
     url: str
 
 
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    id: str
+    user_id: str | None
+    status: str  # open, complete, expired
+    payment_status: str  # paid, unpaid, no_payment_required
+    payment_id: str | None  # the PaymentIntent: the ledger's payment_id once paid
+    pack: str | None
+
+
 class StripeCheckout:
     """Creates Checkout Sessions through the stripe SDK's async methods, over httpx.
 
@@ -102,6 +112,19 @@ class StripeCheckout:
         if not session.url:
             raise PaymentProviderError(f"Stripe returned checkout session {session.id} without a url", False)
         return CheckoutSession(id=session.id, url=session.url)
+
+    async def retrieve_session(self, session_id: str) -> SessionState:
+        """Where a Checkout Session is: for the page a buyer lands on after paying."""
+        try:
+            session = await self._client.v1.checkout.sessions.retrieve_async(session_id)
+        except stripe.StripeError as exc:
+            raise _payment_provider_error(exc) from exc
+        payment_intent = session.payment_intent
+        return SessionState(id=session.id, user_id=session.client_reference_id, status=session.status or "",
+                            payment_status=session.payment_status or "",
+                            payment_id=payment_intent if isinstance(payment_intent, str) or payment_intent is None
+                            else payment_intent.id,
+                            pack=session.metadata.to_dict().get("pack") if session.metadata else None)
 
     async def aclose(self) -> None:
         await self._http.close_async()
