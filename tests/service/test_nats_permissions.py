@@ -22,7 +22,9 @@ from tests.helpers import register, wait_for_job
 
 USERS_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "users.conf"
 SERVICES = ("api", "pipeline", "webhooks", "ledger", "projector")
-PASSWORDS = {user: secrets.token_urlsafe(12) for user in (*SERVICES, "operator")}
+# A letter first: nats-server reads an environment value that starts with a digit as a number
+# (and fails to start when the rest is not one), as deploy/README.md's `openssl rand -hex` could.
+PASSWORDS = {user: "pw" + secrets.token_hex(12) for user in (*SERVICES, "operator")}
 ADMIN = {"Authorization": f"Bearer {TEST_ENV['ADMIN_TOKEN']}"}
 
 
