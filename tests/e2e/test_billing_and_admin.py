@@ -366,7 +366,7 @@ async def test_an_adjustment_is_applied_once_per_idempotency_key(api, log):
     assert first.status_code == 201 and first.json()["balance"] == 35
     again = await adjust(api, user.id, body)
     assert again.status_code == 200 and again.json() == first.json()
-    assert again.headers["Idempotent-Replay"] == "true"
+    assert again.headers["Idempotent-Replayed"] == again.headers["Idempotent-Replay"] == "true"
     other = await adjust(api, user.id, {**body, "amount": 30})
     assert other.status_code == 409 and "ticket-17" in other.json()["detail"]
     below = await adjust(api, user.id, {"amount": -36, "reason": "x"})

@@ -19,6 +19,7 @@ from .. import handlers
 from ..deps import AdminDep, DbDep, LogDep, require_admin
 from ..errors import ApiError, Conflict, NotFound
 from ..schemas import ERRORS, PAYMENT_REQUIRED, ErrorBody, JobPublic, Strict
+from .generate import replayed
 
 AUTH_ERRORS: dict[int | str, dict] = {
     401: {"model": ErrorBody, "description": "Missing or wrong admin token"},
@@ -82,14 +83,10 @@ async def cancel_job(job_id: JobId, admin: AdminDep, log: LogDep) -> AdminJob:
     return AdminJob(**jobs_table.job_to_dict(await handlers.cancel_job(log, job, by="admin")))
 
 
-@router.post("/users/{user_id}/credits", status_code=201, response_model=AdjustmentPublic,
-             responses={404: ERRORS[404], 409: ERRORS[409], 422: ERRORS[422]},
-             summary="Add or take away a user's credits, with the reason, as an adjustment in the ledger")
-async def adjust_credits(user_id: UserId, body: AdjustmentCreate, log: LogDep,
-                         response: Response) -> AdjustmentPublic:
+async def adjust(log, user_id: str, body: AdjustmentCreate) -> handlers.Adjustment:
+    """The adjustment, or the API's answer to why not (the admin routes and the studio's admin page)."""
     try:
-        adjustment = await handlers.adjust_credits(log, str(user_id), body.amount, body.reason,
-                                                   body.idempotency_key)
+        return await handlers.adjust_credits(log, user_id, body.amount, body.reason, body.idempotency_key)
     except handlers.UserNotFound as exc:
         raise NotFound(str(exc)) from None
     except handlers.IdempotencyKeyReused as exc:
@@ -97,9 +94,17 @@ async def adjust_credits(user_id: UserId, body: AdjustmentCreate, log: LogDep,
     except InsufficientCredits as exc:
         raise Conflict(f"an adjustment of {body.amount} would take the balance ({exc.balance}) "
                        "below zero") from None
+
+
+@router.post("/users/{user_id}/credits", status_code=201, response_model=AdjustmentPublic,
+             responses={404: ERRORS[404], 409: ERRORS[409], 422: ERRORS[422]},
+             summary="Add or take away a user's credits, with the reason, as an adjustment in the ledger")
+async def adjust_credits(user_id: UserId, body: AdjustmentCreate, log: LogDep,
+                         response: Response) -> AdjustmentPublic:
+    adjustment = await adjust(log, str(user_id), body)
     if adjustment.replayed:
         response.status_code = 200
-        response.headers["Idempotent-Replay"] = "true"
+        replayed(response)
     return AdjustmentPublic(adjustment_id=adjustment.adjustment_id, user_id=adjustment.user_id,
                             amount=adjustment.amount, reason=adjustment.reason, balance=adjustment.balance_after)
 

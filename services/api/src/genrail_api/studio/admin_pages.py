@@ -13,15 +13,15 @@ import nats.js.errors
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 from genrail_events.jobs import JobStatus
-from genrail_events.ledger import InsufficientCredits
 from genrail_commands import dead_letters
 from genrail_eventlog.store import EventStore, connect
 from genrail_readmodels import jobs as jobs_table
 
 from .. import handlers
 from ..deps import DbDep, LogDep
-from ..errors import ApiError, Conflict, NotFound
+from ..errors import ApiError, NotFound
 from ..routes.admin import AdjustmentCreate
+from ..routes.admin import adjust as adjust_credits
 from .auth import AdminUser, Csrf
 from .problems import SHOWN, in_words, shows_errors, status_of
 from .templating import render
@@ -82,16 +82,7 @@ async def adjust(request: Request, admin_id: AdminUser, db: DbDep, log: LogDep,
     values = {"user_id": user_id, "amount": amount, "reason": reason, "idempotency_key": idempotency_key}
     try:
         body = AdjustmentCreate(amount=_integer(amount), reason=reason, idempotency_key=idempotency_key or None)
-        try:
-            adjustment = await handlers.adjust_credits(log, user_id.strip(), body.amount, body.reason,
-                                                       body.idempotency_key)
-        except handlers.UserNotFound as exc:
-            raise NotFound(str(exc)) from None
-        except handlers.IdempotencyKeyReused as exc:
-            raise Conflict(str(exc)) from None
-        except InsufficientCredits as exc:
-            raise Conflict(f"an adjustment of {body.amount} would take the balance ({exc.balance}) "
-                           "below zero") from None
+        adjustment = await adjust_credits(log, user_id.strip(), body)
     except SHOWN as exc:
         return await _admin_page(request, db, error=in_words(exc), values=values, status_code=status_of(exc))
     return await _admin_page(request, db, notice=f"Adjusted {adjustment.user_id} by {adjustment.amount:+d}: "
