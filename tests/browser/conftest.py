@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from tests.helpers import own_stack
+from tests.oidc_provider import Provider
+from tests.servers import serve_in_thread
 
 CHROMIUM = Path(os.environ.get("GENRAIL_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,8 +38,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="package")
-def studio_stack(tmp_path_factory):
-    with own_stack(tmp_path_factory, "studio", env={"ADMIN_EMAILS": ADMIN_EMAIL}) as stack:
+def oidc(tmp_path_factory):
+    """A local OpenID Connect provider speaking the real protocol (tests/oidc_provider.py)."""
+    provider = Provider()
+    with serve_in_thread(factory=provider.app) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture(scope="package")
+def studio_stack(tmp_path_factory, oidc):
+    env = {"ADMIN_EMAILS": ADMIN_EMAIL, "OIDC_NAME": "Local ID", "OIDC_ISSUER": oidc.url,
+           "OIDC_CLIENT_ID": oidc.client_id, "OIDC_CLIENT_SECRET": oidc.client_secret}
+    with own_stack(tmp_path_factory, "studio", env=env) as stack:
+        oidc.redirect_uris = {f"{stack.api_url}/signin/oauth/oidc/callback"}
         yield stack
 
 

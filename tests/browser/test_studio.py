@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import time
+import uuid
 import zipfile
 
 import httpx
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, register, screenshot
+from tests.browser.conftest import ADMIN_EMAIL, newest_magic_link, register, screenshot
 
 FINAL = re.compile(r"^(completed|failed|canceled|expired)$")
 
@@ -263,3 +265,39 @@ def test_pages_work_on_a_phone_sized_screen_and_by_keyboard(signed_in):
     page.keyboard.type("Keyboard lamp")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/studio/jobs/[0-9a-f-]{36}$"))
+
+
+def test_signing_in_through_an_openid_connect_provider(browser, studio_stack, oidc):
+    email_address = f"oidc-{uuid.uuid4().hex[:10]}@example.com"
+    oidc.user = {"sub": uuid.uuid4().hex, "email": email_address, "email_verified": True}
+    context = browser.new_context(base_url=studio_stack.api_url)
+    try:
+        page = context.new_page()
+        page.goto("/keys")  # a signed-in page: to the sign-in page first, and back here after
+        page.get_by_role("link", name="Sign in with Local ID").click()
+        page.wait_for_url(re.compile(r".*/keys$"))
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("default")  # the first sign-in registered the email
+    finally:
+        context.close()
+
+
+def test_a_used_sign_in_link_is_refused(browser, studio_stack):
+    user = register(studio_stack)
+    context = browser.new_context(base_url=studio_stack.api_url)
+    try:
+        page = context.new_page()
+        started = time.time() - 1
+        page.goto("/signin")
+        page.locator("input[type=email]").first.fill(user.email)
+        page.locator("input[type=email]").first.press("Enter")
+        link = newest_magic_link(studio_stack.data_dir / "mailbox", user.email, started)
+        page.goto(link)
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        answer = page.goto(link)
+        assert answer.status == 400
+        expect(page.locator("main")).to_contain_text("used already")
+        expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    finally:
+        context.close()
