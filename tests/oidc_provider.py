@@ -5,7 +5,7 @@ and GitHub's OAuth app endpoints (/login/oauth/authorize, /login/oauth/access_to
 changes those between flows. Every check a real provider makes on the client is made here, so
 a client that skipped one fails: the secret, the code (once), the redirect URI, the verifier.
 
-Run it with tests.servers.serve_in_thread(factory=provider.app)."""
+Run it with `serving()`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import base64
 import hashlib
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +25,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.servers import serve_in_thread
 
 
 @dataclass
@@ -191,3 +195,12 @@ class Provider:
         if grant is None or not grant.github:
             return self._refuse(401, "bad_credentials", "no valid GitHub token")
         return JSONResponse(grant.claims["emails"])
+
+
+@contextmanager
+def serving() -> Iterator[Provider]:
+    """A provider on a free loopback port; its URL in `provider.url`."""
+    provider = Provider()
+    with serve_in_thread(factory=provider.app) as url:
+        provider.url = url
+        yield provider

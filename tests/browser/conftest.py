@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from tests.helpers import own_stack
-from tests.oidc_provider import Provider
-from tests.servers import serve_in_thread
+from tests.oidc_provider import serving
 
 CHROMIUM = Path(os.environ.get("GENRAIL_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,11 +37,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="package")
-def oidc(tmp_path_factory):
+def oidc():
     """A local OpenID Connect provider speaking the real protocol (tests/oidc_provider.py)."""
-    provider = Provider()
-    with serve_in_thread(factory=provider.app) as url:
-        provider.url = url
+    with serving() as provider:
         yield provider
 
 

@@ -20,8 +20,7 @@ import pytest
 from genrail_events import users
 
 from tests.helpers import driving, own_stack, register, wait_until
-from tests.oidc_provider import Provider
-from tests.servers import serve_in_thread
+from tests.oidc_provider import serving
 
 pytestmark = pytest.mark.e2e
 LINK_TTL_S = 8
@@ -29,9 +28,7 @@ LINK_TTL_S = 8
 
 @pytest.fixture(scope="module")
 def provider():
-    provider = Provider()
-    with serve_in_thread(factory=provider.app) as url:
-        provider.url = url
+    with serving() as provider:
         yield provider
 
 
