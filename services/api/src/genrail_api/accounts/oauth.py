@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from authlib.integrations.starlette_client import OAuth, OAuthError
+import authlib.deprecate  # noqa: F401 - its import sets an "always" filter of its own: ours must come after
+
+with warnings.catch_warnings():
+    # authlib 1.9 announces, on import, that its httpx integration will move to httpx2; it runs
+    # on the httpx we have, and the notice on every API start says nothing to an operator.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import Request
 from fastapi.responses import Response
 from genrail_events.accounts import SignInMethod
