@@ -128,6 +128,17 @@ async def test_a_mailed_link_signs_up_and_in_once_and_never_again(system, accoun
     assert await user_events(log, email) == ["user.registered", "user.signed_in", "user.signed_in"]
 
 
+async def test_an_inbox_cannot_be_flooded_through_the_sign_in_form(accounts_stack):
+    email = new_email()
+    async with browser(accounts_stack) as client:
+        token = token_in((await client.get("/signin")).text)
+        answers = [await client.post("/signin/email", data={"email": email, "csrf_token": token}) for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert "sign-in mails to one email address" in answers[-1].text
+    sent = [p for p in accounts_stack.mailbox_dir.glob("*.eml") if email in p.read_text(errors="replace")]
+    assert len(sent) == 5
+
+
 async def test_free_credits_wait_for_a_proven_email(system, accounts_stack):
     api, log = system
     unproven = await register(api)  # POST /v1/users proves no email: no grant

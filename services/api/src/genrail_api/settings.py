@@ -57,6 +57,9 @@ class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings, OutgoingW
     session_max_age_s: int = Field(14 * 24 * 3600, description="How long a studio session lasts")
     admin_emails: str = Field("", description="Comma-separated emails of the studio's administrators")
     magic_link_ttl_s: int = Field(900, description="How long an emailed sign-in link stays valid (used once)")
+    signin_mails_per_hour_per_email: int = Field(5, description="Sign-in links mailed to one address per hour, "
+                                                                "whoever asks (0: no limit): nobody can flood an "
+                                                                "inbox through the sign-in form")
     smtp_host: str | None = Field(None, description="SMTP server for sign-in mails; unset: email sign-in is off")
     smtp_port: int = Field(587, description="SMTP server port")
     smtp_username: str | None = Field(None, description="SMTP user name (unset: no AUTH)")

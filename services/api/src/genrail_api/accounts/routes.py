@@ -53,10 +53,13 @@ async def signin_email(request: Request, email: Annotated[str, Form(max_length=3
         return await _signin_page(request, next, error="That is not an email address.", email=email,
                                   status_code=422)
     client = request.client.host if request.client else "unknown"
+    engine = request.app.state.resources.engine
     try:
-        await rate_limits.hit(request.app.state.resources.engine, f"signin-mail:{client}",
-                              limit=settings.signups_per_hour_per_address, window_s=3600,
-                              what="sign-in mails from one address")
+        await rate_limits.hit(engine, f"signin-mail:{client}", limit=settings.signups_per_hour_per_address,
+                              window_s=3600, what="sign-in mails from one address")
+        await rate_limits.hit(engine, f"signin-mail-to:{address.lower()}",
+                              limit=settings.signin_mails_per_hour_per_email, window_s=3600,
+                              what="sign-in mails to one email address")
     except rate_limits.RateLimited as exc:
         return await _signin_page(request, next, error=str(exc), email=email, status_code=429)
     token, link_id = magic_links.make_token(settings, address, next)
