@@ -101,6 +101,7 @@ def sign_in_by_mail(page, stack, email_address: str) -> None:
     page.locator("input[type=email]").first.press("Enter")
     link = newest_magic_link(stack.data_dir / "mailbox", email_address, started)
     page.goto(link)
+    page.get_by_role("button", name=re.compile("^Sign in as")).click()
     page.wait_for_url(re.compile(r".*/(\?.*)?$|.*/studio.*|.*/keys.*"))
 
 

@@ -93,6 +93,14 @@ async def mail_link(stack, client: httpx.AsyncClient, email: str, next_path: str
     return await wait_until(arrived, timeout_s=10)
 
 
+async def open_link(client: httpx.AsyncClient, link: str) -> httpx.Response:
+    """Open a mailed link, then press its button, as a person does (opening alone spends nothing)."""
+    page = await client.get(link)
+    assert page.status_code == 200 and "Sign in as" in page.text, page.text
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    return await client.post("/signin/link", data={"token": token, "csrf_token": token_in(page.text)})
+
+
 async def user_events(log, email: str) -> list[str]:
     user_id = users.user_id_for(email)
     return [s.event.type for s in await log.read(f"user.*.{user_id}")]
@@ -108,7 +116,7 @@ async def test_a_mailed_link_signs_up_and_in_once_and_never_again(system, accoun
     async with browser(accounts_stack) as client:
         link = await mail_link(accounts_stack, client, email, next_path="/keys")
         assert link.startswith(accounts_stack.api_url)
-        answer = await client.get(link)
+        answer = await open_link(client, link)
         assert answer.status_code == 303 and answer.headers["location"] == "/keys"
         cookie = answer.headers["set-cookie"]
         assert "genrail_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
@@ -124,8 +132,23 @@ async def test_a_mailed_link_signs_up_and_in_once_and_never_again(system, accoun
     assert await user_events(log, email) == ["user.registered", "user.signed_in"]
 
     async with browser(accounts_stack) as client:  # a second link signs in; no second registration
-        assert (await client.get(await mail_link(accounts_stack, client, email))).status_code == 303
+        assert (await open_link(client, await mail_link(accounts_stack, client, email))).status_code == 303
     assert await user_events(log, email) == ["user.registered", "user.signed_in", "user.signed_in"]
+
+
+async def test_opening_a_link_spends_nothing_and_its_button_needs_this_browsers_token(system, accounts_stack):
+    _api, log = system
+    email = new_email()
+    async with browser(accounts_stack) as client:
+        link = await mail_link(accounts_stack, client, email)
+        async with browser(accounts_stack) as scanner:  # a mail scanner opens every link first
+            assert (await scanner.get(link)).status_code == 200
+            assert (await scanner.get(link)).status_code == 200
+            token = link.split("token=")[1]
+            forged = await scanner.post("/signin/link", data={"token": token, "csrf_token": "forged"})
+            assert forged.status_code == 403 and not await signed_in_as(scanner)
+        assert await user_events(log, email) == []
+        assert (await open_link(client, link)).status_code == 303 and await signed_in_as(client)
 
 
 async def test_an_inbox_cannot_be_flooded_through_the_sign_in_form(accounts_stack):
@@ -144,7 +167,7 @@ async def test_free_credits_wait_for_a_proven_email(system, accounts_stack):
     unproven = await register(api)  # POST /v1/users proves no email: no grant
     email = new_email()
     async with browser(accounts_stack) as client:
-        assert (await client.get(await mail_link(accounts_stack, client, email))).status_code == 303
+        assert (await open_link(client, await mail_link(accounts_stack, client, email))).status_code == 303
     await wait_until(lambda: log.exists(f"ledger.{users.user_id_for(email)}.granted.signup"), timeout_s=10)
     assert not await log.exists(f"ledger.{unproven.id}.granted.signup")
     assert (await api.get("/v1/credits", headers=unproven.headers)).json()["balance"] == 0
@@ -237,8 +260,8 @@ async def test_signing_out_everywhere_ends_an_older_session_and_a_forged_token_c
     _api, log = system
     email = new_email()
     async with browser(accounts_stack) as laptop, browser(accounts_stack) as phone:
-        assert (await laptop.get(await mail_link(accounts_stack, laptop, email))).status_code == 303
-        assert (await phone.get(await mail_link(accounts_stack, phone, email))).status_code == 303
+        assert (await open_link(laptop, await mail_link(accounts_stack, laptop, email))).status_code == 303
+        assert (await open_link(phone, await mail_link(accounts_stack, phone, email))).status_code == 303
         assert await signed_in_as(laptop) and await signed_in_as(phone)
 
         forged = await laptop.post("/signout/everywhere", data={"csrf_token": "forged"})
@@ -253,7 +276,7 @@ async def test_signing_out_everywhere_ends_an_older_session_and_a_forged_token_c
         assert not await signed_in_as(phone) and not await signed_in_as(laptop)
         assert "user.sessions_revoked" in await user_events(log, email)
 
-        assert (await phone.get(await mail_link(accounts_stack, phone, email))).status_code == 303
+        assert (await open_link(phone, await mail_link(accounts_stack, phone, email))).status_code == 303
         assert await signed_in_as(phone)  # a new sign-in works after
         out = await phone.post("/signout", data={"csrf_token": await page_csrf(phone)})
         assert out.status_code == 303 and not await signed_in_as(phone)

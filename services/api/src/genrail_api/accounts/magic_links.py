@@ -3,8 +3,9 @@
 A link is `<PUBLIC_URL>/signin/link?token=...`, the token the email, a random link id and the
 page to go back to, signed (itsdangerous, salt of its own) and dated: MAGIC_LINK_TTL_S. The
 token needs no storage until it is used; its single use is `user.link_used.<user>.<link>`,
-appended only while that subject is empty, so a link works once ever, on any API process, and
-a second click (or a mail scanner's) changes nothing. Using a link proves the email: a new
+appended only while that subject is empty, so a link works once ever, on any API process.
+Opening the link shows a button, and only its POST spends the link: mail scanners that open
+every link in a mail (Safe Links and the like) neither spend it nor sign anybody in. Using a link proves the email: a new
 address is registered then (`user.registered`, and with it the signup credits, once per
 user id, which derives from the email: once per verified email).
 """
@@ -28,6 +29,7 @@ from . import sessions
 
 log = logging.getLogger("genrail.api.accounts")
 _SALT = "genrail.magic-link"
+USED = "This sign-in link was used already: each link works once. Ask for a new one."
 
 
 class LinkRefused(Exception):
@@ -75,6 +77,15 @@ def mail_text(settings: ApiSettings, url: str) -> str:
             f"It works once, for {minutes} minute(s). If you did not ask for it, ignore this mail.\n")
 
 
+async def unused_link(request: Request, token: str) -> Link:
+    """The link, if it is valid and not used yet (nothing is spent); LinkRefused otherwise."""
+    link = read_token(request.app.state.settings, token)
+    spent = accounts.link_used_subject(users.user_id_for(link.email), link.link_id)
+    if await request.app.state.resources.store.exists(spent):
+        raise LinkRefused(USED)
+    return link
+
+
 async def use_link(request: Request, token: str) -> RedirectResponse:
     """Check the token, spend the link, sign in. LinkRefused with nothing changed otherwise."""
     settings: ApiSettings = request.app.state.settings
@@ -86,7 +97,7 @@ async def use_link(request: Request, token: str) -> RedirectResponse:
                                      msg_id=f"link:{link.link_id}")
     if spent is None:
         log_event(log, "signin.refused", user_id=user_id, method="magic_link", reason="link used already")
-        raise LinkRefused("This sign-in link was used already: each link works once. Ask for a new one.")
+        raise LinkRefused(USED)
     return await complete_sign_in(request, link.email, accounts.SignInMethod.magic_link, link.next_path,
                                   link_id=link.link_id)
 

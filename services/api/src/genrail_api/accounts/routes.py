@@ -75,6 +75,17 @@ async def signin_email(request: Request, email: Annotated[str, Form(max_length=3
 
 @router.get("/signin/link")
 async def signin_link(request: Request, token: Annotated[str, Query(max_length=4000)] = "") -> Response:
+    """Opening the link only asks: mail scanners open links too, and must not spend them."""
+    try:
+        link = await magic_links.unused_link(request, token)
+    except magic_links.LinkRefused as exc:
+        return await message_page(request, "This link cannot sign you in", f"{exc} Nothing was changed.",
+                                  status_code=400)
+    return await render(request, "accounts/confirm_link.html", {"token": token, "email": link.email})
+
+
+@router.post("/signin/link", dependencies=[CsrfChecked])
+async def signin_link_confirmed(request: Request, token: Annotated[str, Form(max_length=4000)] = "") -> Response:
     try:
         return await magic_links.use_link(request, token)
     except magic_links.LinkRefused as exc:
