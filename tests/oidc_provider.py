@@ -53,6 +53,7 @@ class Provider:
     codes: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, Grant] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)  # why each refused request was refused
+    outage: bool = False  # the token endpoint answers 503 with an HTML page, as a provider in trouble does
     issuer: str = ""
 
     def app(self, url: str) -> Starlette:
@@ -136,6 +137,9 @@ class Provider:
         return form, grant
 
     async def token(self, request: Request) -> Response:
+        if self.outage:
+            return Response("<html><body>Service Unavailable</body></html>", status_code=503,
+                            media_type="text/html")
         checked = await self._client_and_grant(request)
         if isinstance(checked, JSONResponse):
             return checked

@@ -220,6 +220,23 @@ async def test_openid_connect_signs_in_a_verified_email_only(system, accounts_st
     assert await user_events(log, unverified) == []
 
 
+async def test_a_provider_in_trouble_is_a_page_in_words_and_changes_nothing(system, accounts_stack, provider):
+    _api, log = system
+    email = new_email()
+    provider.user = {"sub": uuid.uuid4().hex, "email": email, "email_verified": True}
+    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
+        start = await client.get("/signin/oauth/oidc")
+        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
+        provider.outage = True
+        try:
+            answer = await client.get(f"{back.path}?{back.query}")
+        finally:
+            provider.outage = False
+        assert answer.status_code == 503 and "could not be reached" in answer.text, answer.text
+        assert not await signed_in_as(client)
+    assert await user_events(log, email) == []
+
+
 async def test_a_callback_not_started_by_this_browser_is_refused(system, accounts_stack, provider):
     provider.user = {"sub": uuid.uuid4().hex, "email": new_email(), "email_verified": True}
     async with browser(accounts_stack) as victim, browser(accounts_stack) as attacker, \

@@ -21,6 +21,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 import authlib.deprecate  # noqa: F401 - its import sets an "always" filter of its own: ours must come after
 
 with warnings.catch_warnings():
@@ -43,6 +45,10 @@ OAUTH_COOKIE_PATH = "/signin/oauth"
 FLOW_MAX_AGE_S = 600
 _SALT = "genrail.oauth"
 OIDC_SCOPE = {"scope": "openid email profile", "code_challenge_method": "S256"}
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not be reached, or answered what is not OAuth: try again later."""
 
 
 class SignInFailed(Exception):
@@ -141,9 +147,18 @@ async def start(request: Request, provider: str, next_path: str) -> Response | N
     flow = load_flow(request)
     flow["next"] = sessions.local_path(next_path)
     flow["started"] = time.time()
-    response = await oauth_client.authorize_redirect(request, redirect_uri(request.app.state.settings, provider))
+    try:  # the discovery document is fetched here the first time
+        response = await oauth_client.authorize_redirect(request, redirect_uri(request.app.state.settings, provider))
+    except (httpx.HTTPError, ValueError) as exc:
+        raise _unavailable(provider, exc) from None
     save_flow(request, response)
     return response
+
+
+def _unavailable(provider: str, exc: Exception) -> ProviderUnavailable:
+    log_event(log, "signin.provider_unavailable", method=provider, error=f"{type(exc).__name__}: {exc}"[:300])
+    return ProviderUnavailable("The sign-in provider could not be reached, or did not answer as it should. "
+                               "Try again in a moment, or sign in another way.")
 
 
 async def finish(request: Request, provider: str) -> tuple[str, SignInMethod, str]:
@@ -161,6 +176,8 @@ async def finish(request: Request, provider: str) -> tuple[str, SignInMethod, st
     except OAuthError as exc:
         log_event(log, "signin.refused", method=provider, reason=f"oauth: {exc.error}")
         raise SignInFailed(f"The sign-in with the provider did not complete ({exc.error}). Try again.") from None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise _unavailable(provider, exc) from None
     method = next(p.method for p in configured(request.app.state.settings) if p.key == provider)
     return email, method, str(flow.get("next") or "/")
 

@@ -96,7 +96,11 @@ async def signin_link_confirmed(request: Request, token: Annotated[str, Form(max
 @router.get("/signin/oauth/{provider}")
 async def signin_oauth(request: Request, provider: str,
                        next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
-    response = await oauth.start(request, provider, next)
+    try:
+        response = await oauth.start(request, provider, next)
+    except oauth.ProviderUnavailable as exc:
+        return await message_page(request, "Sign-in provider unavailable", f"{exc} Nothing was changed.",
+                                  status_code=503)
     if response is None:
         raise NotFound(f"no sign-in provider {provider!r} is configured")
     return response
@@ -109,6 +113,9 @@ async def signin_oauth_callback(request: Request, provider: str) -> Response:
         response: Response = await magic_links.complete_sign_in(request, email, method, next_path)
     except oauth.SignInFailed as exc:
         response = await message_page(request, "Sign-in refused", f"{exc} Nothing was changed.", status_code=400)
+    except oauth.ProviderUnavailable as exc:
+        response = await message_page(request, "Sign-in provider unavailable", f"{exc} Nothing was changed.",
+                                      status_code=503)
     response.delete_cookie(oauth.OAUTH_COOKIE, path=oauth.OAUTH_COOKIE_PATH)
     return response
 
