@@ -93,6 +93,20 @@ async def projection_position(conn: AsyncConnection, name: str) -> int:
     return row[0] if row else 0
 
 
+async def wait_for_position(engine: AsyncEngine, name: str, position: int, timeout_s: float) -> bool:
+    """Wait (up to `timeout_s`) until the projection `name` has written the log up to
+    `position`: read your own writes. False when it has not by then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        async with engine.connect() as conn:
+            if await projection_position(conn, name) >= position:
+                return True
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+
+
 async def wait_for_tables(engine: AsyncEngine, tables: list[str], timeout_s: float = 60) -> None:
     """Wait (up to `timeout_s`) until the projector has created `tables`."""
     loop = asyncio.get_running_loop()

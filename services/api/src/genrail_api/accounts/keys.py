@@ -9,9 +9,7 @@ other API processes' caches hold it for at most their TTL, 30 s)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,10 +17,10 @@ from fastapi import APIRouter, Path, Request, Response
 from genrail_eventlog.store import EventStore, retry_on_conflict
 from genrail_events import accounts, users
 from genrail_readmodels import users as users_table
-from genrail_readmodels.db import projection_position
+from genrail_readmodels.db import wait_for_position
 from genrail_runtime.logs import event as log_event
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..deps import CurrentUser, DbDep
 from ..errors import Conflict, NotFound, Unprocessable
@@ -60,15 +58,6 @@ async def _append(store: EventStore, user_id: str, decide) -> tuple[Any, int | N
     return await retry_on_conflict(attempt)
 
 
-async def wait_for_projection(engine: AsyncEngine, seq: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        async with engine.connect() as conn:
-            if await projection_position(conn, "users") >= seq:
-                return
-        await asyncio.sleep(0.01)
-
-
 async def create_key(store: EventStore, user_id: str, name: str) -> tuple[str, str, int]:
     """(key_id, api_key, sequence). AccountRefused: a bad name, too many keys."""
     api_key = users.new_api_key()
@@ -104,7 +93,7 @@ async def create_key_now(request: Request, user_id: str, name: str) -> tuple[str
     """`create_key`, then wait until the key authenticates (read your writes)."""
     resources, settings = request.app.state.resources, request.app.state.settings
     key_id, api_key, seq = await create_key(resources.store, user_id, name)
-    await wait_for_projection(resources.engine, seq, settings.read_your_writes_timeout_s)
+    await wait_for_position(resources.engine, "users", seq, settings.read_your_writes_timeout_s)
     return key_id, api_key
 
 
@@ -113,7 +102,7 @@ async def revoke_key_now(request: Request, user_id: str, key_id: str) -> None:
     resources, settings = request.app.state.resources, request.app.state.settings
     key_hash, seq = await revoke_key(resources.store, user_id, key_id)
     if seq is not None:
-        await wait_for_projection(resources.engine, seq, settings.read_your_writes_timeout_s)
+        await wait_for_position(resources.engine, "users", seq, settings.read_your_writes_timeout_s)
     resources.key_cache.forget(key_hash)
 
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 from genrail_events import accounts, users
+from genrail_readmodels.db import wait_for_position
 from genrail_runtime.logs import event as log_event
 from itsdangerous import BadSignature, SignatureExpired
 
 from .. import handlers
 from ..settings import ApiSettings
-from . import keys as keys_module
 from . import sessions
 
 log = logging.getLogger("genrail.api.accounts")
@@ -115,8 +115,8 @@ async def complete_sign_in(request: Request, email: str, method: accounts.SignIn
         pass
     else:
         log_event(log, "user.registered", user_id=user_id, method=str(method))
-        await keys_module.wait_for_projection(resources.engine, registration.position,
-                                              settings.read_your_writes_timeout_s)
+        await wait_for_position(resources.engine, "users", registration.position,
+                                settings.read_your_writes_timeout_s)
     await resources.store.append(accounts.signed_in_subject(user_id),
                                  accounts.signed_in(user_id, email, method, link_id))
     generation = await sessions.session_generation(resources.store, user_id)

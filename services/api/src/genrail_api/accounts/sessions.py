@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from genrail_events import subjects
+from genrail_events import accounts
 from genrail_events.users import normalize_email
 from genrail_runtime.logs import event as log_event
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -120,13 +120,9 @@ def end_session(response: Response, *, settings: ApiSettings | None = None) -> N
                            secure=secure_cookies(settings) if settings else False)
 
 
-def generation_subject(user_id: str) -> str:
-    return subjects.user("sessions_revoked", user_id)
-
-
 async def session_generation(store, user_id: str) -> int:
     """The user's current generation: the sequence of their last `user.sessions_revoked`."""
-    return await store.last_seq(generation_subject(user_id))
+    return await store.last_seq(accounts.sessions_revoked_subject(user_id))
 
 
 _UNSET = object()

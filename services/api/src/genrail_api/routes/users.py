@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import asyncio
-import time
 
 from fastapi import APIRouter, Request
 
-from genrail_readmodels.db import projection_position
+from genrail_readmodels.db import wait_for_position
 
 from .. import handlers, rate_limits
 from ..deps import EngineDep, LogDep, SettingsDep
@@ -27,11 +25,7 @@ async def register(body: UserCreate, request: Request, log: LogDep, engine: Engi
         registration = await handlers.register_user(log, body.email, wait_s=settings.read_your_writes_timeout_s)
     except handlers.EmailTaken as exc:
         raise Conflict(str(exc)) from None
-    deadline = time.monotonic() + settings.read_your_writes_timeout_s
-    while time.monotonic() < deadline:  # the key must work on the very next request
-        async with engine.connect() as conn:
-            if await projection_position(conn, "users") >= registration.position:
-                break
-        await asyncio.sleep(0.01)
+    # the key must work on the very next request
+    await wait_for_position(engine, "users", registration.position, settings.read_your_writes_timeout_s)
     return UserCreated(user_id=registration.user_id, email=registration.email, api_key=registration.api_key,
                        balance=registration.balance)
