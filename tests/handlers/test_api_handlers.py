@@ -41,7 +41,7 @@ def debited(user_id: str, job_id: str, attempt: int = 1) -> str:
 async def test_register_user_waits_for_the_signup_grant_so_it_can_be_spent_at_once(log) -> None:
     email = f"{new_id()}@example.com"
     appended = appended_since(log)
-    registering = asyncio.create_task(register_user(log, email, wait_s=5))
+    registering = asyncio.create_task(register_user(log, email, grant_wait_s=5))
 
     while not appended.subjects() and not registering.done():
         await asyncio.sleep(0)
@@ -55,11 +55,11 @@ async def test_register_user_waits_for_the_signup_grant_so_it_can_be_spent_at_on
 
 async def test_an_email_registers_once(log) -> None:
     email = f"{new_id()}@example.com"
-    first = await register_user(log, email, wait_s=0)
+    first = await register_user(log, email, grant_wait_s=0)
     appended = appended_since(log)
 
     with pytest.raises(EmailTaken):
-        await register_user(log, f"  {email.upper()} ", wait_s=0)
+        await register_user(log, f"  {email.upper()} ", grant_wait_s=0)
 
     assert appended.subjects() == [] and first.balance == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,22 @@ class OutgoingWebhookSettings(BaseSettings):
     outgoing_webhook_key: SecretStr = Field(SecretStr(""), description="Each account's webhook signing secret "
                                                                        "is derived from it; unset: no outgoing "
                                                                        "webhooks (a job asking for one gets none)")
+
+
+class SignupSettings(BaseSettings):
+    """The free credits of a new email: the ledger grants them, and the API waits for them only
+    when a grant is coming."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    signup_credits: int = Field(10, description="Credits granted to every new user (0: none)")
+    signup_credits_on: Literal["registration", "verified_email"] = Field(
+        "registration", description="When they are granted: at registration (POST /v1/users, which proves no "
+                                    "email), or at the first sign-in by emailed link or OAuth, which proves it")
+
+    def grants_on(self, moment: Literal["registration", "verified_email"]) -> bool:
+        """Whether credits are granted at this moment of a new user's life."""
+        return self.signup_credits > 0 and self.signup_credits_on == moment
 
 
 class FetchSettings(BaseSettings):

@@ -34,20 +34,25 @@ class Registration:
     position: int  # where user.registered sits in USERS, for read-your-writes
 
 
-async def register_user(store: EventStore, email: str, *, wait_s: float) -> Registration:
+async def register_user(store: EventStore, email: str, *, grant_wait_s: float) -> Registration:
     """Append `user.registered` (the log refuses a second one for the same email), then wait
-    until the ledger's signup grant is on the log, so the caller can spend it at once."""
+    up to `grant_wait_s` (0 when no grant is coming) until the ledger's signup grant is on the
+    log, so the caller can spend it at once."""
     api_key = users.new_api_key()
     event = users.user_registered(email, api_key)
     user_id = event.aggregate_id
     appended = await store.append_first(users.registered_subject(user_id), event, msg_id=f"register:{user_id}")
     if appended is None:
         raise EmailTaken(f"{users.normalize_email(email)} is already registered")
+    await wait_for_signup_grant(store, user_id, grant_wait_s)
+    account, _ = await load_account(store, user_id)
+    return Registration(user_id, event.data.email, api_key, account.balance, appended.seq)
+
+
+async def wait_for_signup_grant(store: EventStore, user_id: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and not await store.exists(subjects.ledger(user_id, "granted", "signup")):
         await asyncio.sleep(0.01)
-    account, _ = await load_account(store, user_id)
-    return Registration(user_id, event.data.email, api_key, account.balance, appended.seq)
 
 
 async def create_job(store: EventStore, user_id: str, job_type: jobs.JobType, job_input: dict[str, Any],

@@ -8,13 +8,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from genrail_events.jobs import JobType
 from genrail_events.payments import CreditPack, parse_packs
-from genrail_runtime.settings import CommonSettings, HttpServerSettings, OutgoingWebhookSettings
+from genrail_runtime.settings import CommonSettings, HttpServerSettings, OutgoingWebhookSettings, SignupSettings
 from genrail_storage.settings import StorageSettings
 
 LOCAL_STRIPE_API_KEY = "sk_test_genrail_local"  # what the local stack gives its Stripe emulator
 
 
-class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings, OutgoingWebhookSettings):
+class ApiSettings(CommonSettings, HttpServerSettings, StorageSettings, OutgoingWebhookSettings, SignupSettings):
     api_host: str = Field("127.0.0.1", description="Address the API listens on")
     api_port: int = Field(8000, description="Port the API listens on")
     api_keep_alive_s: float = Field(75.0, description="How long an idle keep-alive connection stays open: longer "

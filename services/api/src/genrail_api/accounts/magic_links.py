@@ -109,16 +109,19 @@ async def complete_sign_in(request: Request, email: str, method: accounts.SignIn
     resources = request.app.state.resources
     email = users.normalize_email(email)
     user_id = users.user_id_for(email)
+    wait_s = settings.read_your_writes_timeout_s
     try:
-        registration = await handlers.register_user(resources.store, email, wait_s=settings.read_your_writes_timeout_s)
+        registration = await handlers.register_user(
+            resources.store, email, grant_wait_s=wait_s if settings.grants_on("registration") else 0)
     except handlers.EmailTaken:
         pass
     else:
         log_event(log, "user.registered", user_id=user_id, method=str(method))
-        await wait_for_position(resources.engine, "users", registration.position,
-                                settings.read_your_writes_timeout_s)
+        await wait_for_position(resources.engine, "users", registration.position, wait_s)
     await resources.store.append(accounts.signed_in_subject(user_id),
                                  accounts.signed_in(user_id, email, method, link_id))
+    if settings.grants_on("verified_email"):  # the ledger grants on this sign-in (once per email)
+        await handlers.wait_for_signup_grant(resources.store, user_id, wait_s)
     generation = await sessions.session_generation(resources.store, user_id)
     response = RedirectResponse(sessions.local_path(next_path), status_code=303)
     sessions.start_session(response, user_id, generation, settings=settings)
