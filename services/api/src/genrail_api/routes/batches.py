@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import uuid
@@ -20,7 +19,8 @@ from .. import handlers, rate_limits
 from ..batch_views import batch_view
 from ..deps import CurrentUser, DbDep, EngineDep, IdempotencyKeyHeader, LogDep, SettingsDep, StorageDep
 from ..errors import Conflict, NotFound, TooManyOpen, Unprocessable, one_idempotency_key
-from ..open_streams import DOWNLOADS, EVENT_STREAMS
+from ..open_streams import DOWNLOADS
+from ..progress_events import progress_events
 from ..schemas import ERRORS, PAYMENT_REQUIRED, BatchCreate, BatchPage, BatchPublic, BatchSummary
 from .generate import replayed
 from .uploads import DIRECT_PREFIX, check_direct_upload, upload_prefix
@@ -95,25 +95,12 @@ async def batch_events(batch_id: BatchId, request: Request, user_id: CurrentUser
     first = await view()
     if first is None:
         raise NotFound(f"batch {batch_id} not found")
-    if not EVENT_STREAMS.claim(user_id, settings.max_event_streams_per_user):
-        raise TooManyOpen(f"{settings.max_event_streams_per_user} event streams are open for this user already")
 
-    async def stream() -> AsyncIterator[dict]:
-        current, last_sent = first, None
-        while True:
-            payload = json.dumps(_progress(current), default=str)
-            if payload != last_sent:
-                yield {"event": "progress", "data": payload}
-                last_sent = payload
-            if current["status"] != batches.BatchStatus.processing:
-                yield {"event": "done", "data": payload}
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.25)
-            current = await view() or current
+    async def shown(current: dict) -> str:
+        return json.dumps(_progress(current), default=str)
 
-    return EventSourceResponse(EVENT_STREAMS.held(user_id, stream()), ping=15)
+    return progress_events(request, user_id, settings.max_event_streams_per_user, first, fetch=view, shown=shown,
+                           final=lambda current: current["status"] != batches.BatchStatus.processing, every_s=0.25)
 
 
 def _progress(view: dict) -> dict:

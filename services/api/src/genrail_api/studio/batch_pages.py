@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse
-from sse_starlette.sse import EventSourceResponse
 from genrail_commands.accounts import load_account
 from genrail_events import batches
 from genrail_readmodels import batches as batches_table
@@ -17,8 +14,8 @@ from genrail_readmodels import jobs as jobs_table
 
 from ..batch_views import batch_view
 from ..deps import DbDep, EngineDep, LogDep, SettingsDep, StorageDep
-from ..errors import NotFound, TooManyOpen
-from ..open_streams import EVENT_STREAMS
+from ..errors import NotFound
+from ..progress_events import progress_events
 from ..routes import batches as batch_routes
 from ..routes.uploads import upload
 from ..schemas import BatchCreate
@@ -109,34 +106,18 @@ async def batch_page(batch_id: str, request: Request, user_id: PageUser, db: DbD
 @shows_errors
 async def batch_events(batch_id: str, request: Request, user_id: PageUser, engine: EngineDep, log: LogDep,
                        storage: StorageDep, settings: SettingsDep):
-    """The batch page's live progress: a `progress` event carrying the rendered images whenever
-    they change, then `done` (the last `progress` holds the final state and the ZIP link).
-    Counted against the same per-user limit of open streams as GET /v1/batches/{id}/events."""
+    """The batch page's live progress: the rendered images whenever they change, until the
+    batch is final (then with the ZIP link)."""
     async def context() -> dict:
         async with engine.connect() as db:
             return await _batch_context(db, log, storage, settings, batch_id, user_id)
 
-    first = await context()
-    if not EVENT_STREAMS.claim(user_id, settings.max_event_streams_per_user):
-        raise TooManyOpen(f"{settings.max_event_streams_per_user} live views are open for this user already: "
-                          "close one")
+    async def shown(current: dict) -> str:
+        return (await render(request, "_batch_progress.html", current)).body.decode()
 
-    async def stream() -> AsyncIterator[dict]:
-        current, last_sent = first, None
-        while True:
-            html = (await render(request, "_batch_progress.html", current)).body.decode()
-            if html != last_sent:
-                yield {"event": "progress", "data": html}
-                last_sent = html
-            if not current["live"]:
-                yield {"event": "done", "data": ""}
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.5)
-            current = await context()
-
-    return EventSourceResponse(EVENT_STREAMS.held(user_id, stream()), ping=15)
+    return progress_events(request, user_id, settings.max_event_streams_per_user, await context(), fetch=context,
+                           shown=shown, final=lambda current: not current["live"], every_s=0.5,
+                           what="live views")
 
 
 @router.get("/batches/{batch_id}/download")
