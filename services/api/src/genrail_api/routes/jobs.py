@@ -30,13 +30,19 @@ async def find_job(db, log, job_id: str) -> dict | None:
     return jobs_table.job_to_dict(job) if job else None
 
 
+async def owned_job(db, log, job_id: str, user_id: str) -> dict:
+    """The user's job; NotFound when there is none or it is another user's (the same answer)."""
+    job = await find_job(db, log, job_id)
+    if job is None or job["user_id"] != user_id:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
 @router.get("/{job_id}", response_model=JobPublic, responses={401: ERRORS[401], 404: ERRORS[404]},
             summary="One of your jobs")
 async def get_job(job_id: JobId, user_id: CurrentUser, db: DbDep, log: LogDep, storage: StorageDep,
                   settings: SettingsDep) -> JobPublic:
-    job = await find_job(db, log, str(job_id))
-    if job is None or job["user_id"] != user_id:
-        raise NotFound(f"job {job_id} not found")
+    job = await owned_job(db, log, str(job_id), user_id)
     return JobPublic(**await present_job(job, storage, settings))
 
 

@@ -12,8 +12,8 @@ from genrail_events.jobs import FINAL_STATUSES, JobStatus
 from ..deps import DbDep, EngineDep, LogDep, SettingsDep, StorageDep
 from ..errors import NotFound
 from ..media import present_job
-from ..routes.generate import _create as create_job
-from ..routes.jobs import find_job
+from ..routes.generate import create_job
+from ..routes.jobs import owned_job
 from .auth import Csrf, PageUser
 from .forms import BY_SLUG, FORMS, request_body
 from .problems import SHOWN, in_words, shows_errors, status_of
@@ -59,10 +59,7 @@ async def _job_for(user_id: str, job_id: str, db, log, storage, settings) -> dic
         uuid.UUID(job_id)
     except ValueError:
         raise NotFound(f"job {job_id} not found") from None
-    job = await find_job(db, log, job_id)
-    if job is None or job["user_id"] != user_id:
-        raise NotFound(f"job {job_id} not found")
-    return await present_job(job, storage, settings)
+    return await present_job(await owned_job(db, log, job_id, user_id), storage, settings)
 
 
 async def _job_context(user_id, job_id, db, log, storage, settings) -> dict:
