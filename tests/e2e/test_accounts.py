@@ -101,6 +101,19 @@ async def open_link(client: httpx.AsyncClient, link: str) -> httpx.Response:
     return await client.post("/signin/link", data={"token": token, "csrf_token": token_in(page.text)})
 
 
+async def approved_callback(client: httpx.AsyncClient, provider, name: str, **params) -> str:
+    """Start a sign-in with provider `name` in this browser and let the provider approve it: the
+    callback URL (path and query) the provider sends the browser back to."""
+    start = await client.get(f"/signin/oauth/{name}", params=params)
+    authorize = "/login/oauth/authorize?" if name == "github" else "/authorize?"
+    assert start.status_code == 302 and start.headers["location"].startswith(provider.url + authorize), start.text
+    async with httpx.AsyncClient(timeout=30) as at_provider:
+        approved = await at_provider.get(start.headers["location"])
+    assert approved.status_code == 302, approved.text
+    back = urlsplit(approved.headers["location"])
+    return f"{back.path}?{back.query}"
+
+
 async def user_events(log, email: str) -> list[str]:
     user_id = users.user_id_for(email)
     return [s.event.type for s in await log.read(f"user.*.{user_id}")]
@@ -194,15 +207,10 @@ async def test_openid_connect_signs_in_a_verified_email_only(system, accounts_st
     _api, log = system
     email = new_email()
     provider.user = {"sub": uuid.uuid4().hex, "email": email, "email_verified": True}
-    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
+    async with browser(accounts_stack) as client:
         page = await client.get("/signin")
         assert "Sign in with Test ID" in page.text and "Sign in with GitHub" in page.text
-        start = await client.get("/signin/oauth/oidc", params={"next": "/studio"})
-        assert start.status_code == 302 and start.headers["location"].startswith(f"{provider.url}/authorize?")
-        approved = await at_provider.get(start.headers["location"])
-        assert approved.status_code == 302, approved.text
-        back = urlsplit(approved.headers["location"])
-        done = await client.get(f"{back.path}?{back.query}")
+        done = await client.get(await approved_callback(client, provider, "oidc", next="/studio"))
         assert done.status_code == 303 and done.headers["location"] == "/studio", done.text
         assert await signed_in_as(client)
     assert await user_events(log, email) == ["user.registered", "user.signed_in"]
@@ -211,10 +219,8 @@ async def test_openid_connect_signs_in_a_verified_email_only(system, accounts_st
 
     unverified = new_email()
     provider.user = {"sub": uuid.uuid4().hex, "email": unverified, "email_verified": False}
-    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
-        start = await client.get("/signin/oauth/oidc")
-        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
-        refused = await client.get(f"{back.path}?{back.query}")
+    async with browser(accounts_stack) as client:
+        refused = await client.get(await approved_callback(client, provider, "oidc"))
         assert refused.status_code == 400 and "not verified" in refused.text
         assert not await signed_in_as(client)
     assert await user_events(log, unverified) == []
@@ -224,12 +230,11 @@ async def test_a_provider_in_trouble_is_a_page_in_words_and_changes_nothing(syst
     _api, log = system
     email = new_email()
     provider.user = {"sub": uuid.uuid4().hex, "email": email, "email_verified": True}
-    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
-        start = await client.get("/signin/oauth/oidc")
-        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
+    async with browser(accounts_stack) as client:
+        callback = await approved_callback(client, provider, "oidc")
         provider.outage = True
         try:
-            answer = await client.get(f"{back.path}?{back.query}")
+            answer = await client.get(callback)
         finally:
             provider.outage = False
         assert answer.status_code == 503 and "could not be reached" in answer.text, answer.text
@@ -239,11 +244,9 @@ async def test_a_provider_in_trouble_is_a_page_in_words_and_changes_nothing(syst
 
 async def test_a_callback_not_started_by_this_browser_is_refused(system, accounts_stack, provider):
     provider.user = {"sub": uuid.uuid4().hex, "email": new_email(), "email_verified": True}
-    async with browser(accounts_stack) as victim, browser(accounts_stack) as attacker, \
-            httpx.AsyncClient(timeout=30) as at_provider:
-        start = await attacker.get("/signin/oauth/oidc")
-        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
-        forced = await victim.get(f"{back.path}?{back.query}")  # the attacker's code, in the victim's browser
+    async with browser(accounts_stack) as victim, browser(accounts_stack) as attacker:
+        callback = await approved_callback(attacker, provider, "oidc")
+        forced = await victim.get(callback)  # the attacker's code, in the victim's browser
         assert forced.status_code == 400 and not await signed_in_as(victim)
 
 
@@ -252,11 +255,8 @@ async def test_github_signs_in_its_primary_verified_email_only(system, accounts_
     email = new_email()
     provider.github_emails = [{"email": "other@example.com", "primary": False, "verified": True},
                               {"email": email, "primary": True, "verified": True}]
-    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
-        start = await client.get("/signin/oauth/github")
-        assert start.headers["location"].startswith(f"{provider.url}/login/oauth/authorize?")
-        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
-        done = await client.get(f"{back.path}?{back.query}")
+    async with browser(accounts_stack) as client:
+        done = await client.get(await approved_callback(client, provider, "github"))
         assert done.status_code == 303, done.text
         assert await signed_in_as(client)
     [signed] = [s.event for s in await log.read(f"user.signed_in.{users.user_id_for(email)}")]
@@ -264,10 +264,8 @@ async def test_github_signs_in_its_primary_verified_email_only(system, accounts_
 
     unverified = new_email()
     provider.github_emails = [{"email": unverified, "primary": True, "verified": False}]
-    async with browser(accounts_stack) as client, httpx.AsyncClient(timeout=30) as at_provider:
-        start = await client.get("/signin/oauth/github")
-        back = urlsplit((await at_provider.get(start.headers["location"])).headers["location"])
-        refused = await client.get(f"{back.path}?{back.query}")
+    async with browser(accounts_stack) as client:
+        refused = await client.get(await approved_callback(client, provider, "github"))
         assert refused.status_code == 400 and "no verified primary email" in refused.text
     assert await user_events(log, unverified) == []
 
