@@ -234,16 +234,22 @@ def admin_emails(settings: ApiSettings) -> frozenset[str]:
 
 
 async def is_admin(request: Request, who: str) -> bool:
-    """Whether a user (by id or email) is one of ADMIN_EMAILS."""
+    """Whether a user (by id or email) is one of ADMIN_EMAILS; asked once per request (an admin
+    page asks for its access check and again for its layout)."""
     admins = admin_emails(_settings(request))
     if not admins:
         return False
     if "@" in who:
         return normalize_email(who) in admins
-    async with request.app.state.resources.engine.connect() as conn:
-        email = (await conn.execute(sa.text("SELECT email FROM users WHERE user_id = CAST(:u AS uuid)"),
-                                    {"u": who})).scalar()
-    return email is not None and email in admins
+    known: dict[str, bool] | None = getattr(request.state, "genrail_admins", None)
+    if known is None:
+        known = request.state.genrail_admins = {}
+    if who not in known:
+        async with request.app.state.resources.engine.connect() as conn:
+            email = (await conn.execute(sa.text("SELECT email FROM users WHERE user_id = CAST(:u AS uuid)"),
+                                        {"u": who})).scalar()
+        known[who] = email is not None and email in admins
+    return known[who]
 
 
 # --- answers to the two refusals -------------------------------------------------------------
